@@ -1,0 +1,112 @@
+//! Writing bundles: canonical JSON (sorted keys, two-space indent, final newline), the
+//! digest annotation that ties `config.json` to `omac.json`, and atomic file writes.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::ext::ANNOTATION;
+use crate::generate::Bundle;
+use crate::Error;
+
+/// The two files of a bundle, as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `omac.json`.
+    pub ext: Vec<u8>,
+}
+
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// `value` as canonical JSON: keys sorted at every level, two-space indent, final newline.
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let v = sorted(serde_json::to_value(value).expect("bundle types always serialize"));
+    let mut out = serde_json::to_vec_pretty(&v).expect("a JSON value always serializes");
+    out.push(b'\n');
+    out
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Renders both files, recording the digest of `omac.json` in `config.json`.
+pub fn render(bundle: &Bundle) -> Rendered {
+    let ext = canonical_json(&bundle.ext);
+    let mut config = bundle.config.clone();
+    config
+        .annotations
+        .insert(ANNOTATION.to_string(), digest(&ext));
+    Rendered {
+        config: canonical_json(&config),
+        ext,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so a reader sees the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Writes the bundle into `dir` (created if needed): `omac.json`, `config.json`, `rootfs/`.
+pub fn write(dir: &Path, rendered: &Rendered) -> Result<(), Error> {
+    std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| Error::io(dir, e))?;
+    // omac.json first: a reader that sees the new config.json finds its matching extension.
+    write_atomic(&dir.join("omac.json"), &rendered.ext, 0o644)?;
+    write_atomic(&dir.join("config.json"), &rendered.config, 0o644)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_every_level() {
+        let v = serde_json::json!({"b": 1, "a": {"d": [ {"z": 1, "y": 2} ], "c": null}});
+        let s = String::from_utf8(canonical_json(&v)).unwrap();
+        assert_eq!(
+            s,
+            "{\n  \"a\": {\n    \"c\": null,\n    \"d\": [\n      {\n        \"y\": 2,\n        \"z\": 1\n      }\n    ]\n  },\n  \"b\": 1\n}\n"
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! Compiles an OCI `linux.seccomp` filter to classic BPF with seccompiler, and installs it.
+//!
+//! seccompiler gives every filter a single match action, so one OCI filter becomes a small
+//! stack of BPF programs: one per distinct refusing action (and one for the default action
+//! when it is not "allow"), plus omac's own prologue that refuses foreign entry points
+//! (i386 `int 0x80`, x32) which seccompiler's arch check would let through or which a
+//! bundle might try to admit. The kernel runs every installed program and keeps the most
+//! restrictive answer, which gives the OCI meaning "the strictest matching rule wins".
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+
+use crate::oci::{Action, Arch, LinuxSeccomp, Op};
+use crate::syscalls;
+use crate::Error;
+
+/// A filter ready to install: the BPF programs in installation order.
+#[derive(Debug, Clone)]
+pub struct CompiledFilter {
+    programs: Vec<BpfProgram>,
+}
+
+impl CompiledFilter {
+    /// The programs, in the order `install` loads them.
+    pub fn programs(&self) -> &[BpfProgram] {
+        &self.programs
+    }
+
+    /// Total number of BPF instructions, for reports.
+    pub fn instruction_count(&self) -> usize {
+        self.programs.iter().map(Vec::len).sum()
+    }
+
+    /// Sets no_new_privs and loads every program into the calling thread. The caller must
+    /// be single-threaded (omac installs it right before exec).
+    pub fn install(&self) -> Result<(), Error> {
+        for p in &self.programs {
+            seccompiler::apply_filter(p).map_err(|e| Error::Install(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn target_arch() -> Result<TargetArch, Error> {
+    if cfg!(target_arch = "x86_64") {
+        Ok(TargetArch::x86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Ok(TargetArch::aarch64)
+    } else {
+        Err(Error::UnsupportedArch)
+    }
+}
+
+/// The secondary entry points of this architecture; a filter that admits them is refused.
+fn secondary_arches() -> &'static [Arch] {
+    if cfg!(target_arch = "x86_64") {
+        &[Arch::X86, Arch::X32]
+    } else {
+        &[Arch::Arm]
+    }
+}
+
+/// A refusing or allowing outcome of a rule, the key that groups rules into programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Allow,
+    Errno(u32),
+    KillThread,
+    KillProcess,
+    Trap,
+    Log,
+}
+
+impl Outcome {
+    fn of(action: Action, errno: Option<u32>) -> Result<Outcome, Error> {
+        Ok(match action {
+            Action::Allow => Outcome::Allow,
+            Action::Errno => Outcome::Errno(errno.unwrap_or(libc::EPERM as u32)),
+            Action::Kill | Action::KillThread => Outcome::KillThread,
+            Action::KillProcess => Outcome::KillProcess,
+            Action::Trap => Outcome::Trap,
+            Action::Log => Outcome::Log,
+            Action::Trace | Action::Notify => {
+                return Err(Error::Unsupported(format!(
+                    "action {} (omac has no tracer or notify listener)",
+                    action.spec_name()
+                )))
+            }
+        })
+    }
+
+    fn action(self) -> SeccompAction {
+        match self {
+            Outcome::Allow => SeccompAction::Allow,
+            Outcome::Errno(e) => SeccompAction::Errno(e),
+            Outcome::KillThread => SeccompAction::KillThread,
+            Outcome::KillProcess => SeccompAction::KillProcess,
+            Outcome::Trap => SeccompAction::Trap,
+            Outcome::Log => SeccompAction::Log,
+        }
+    }
+}
+
+fn condition(a: &crate::oci::Arg) -> Result<SeccompCondition, Error> {
+    let index = u8::try_from(a.index)
+        .ok()
+        .filter(|i| *i < 6)
+        .ok_or_else(|| Error::Invalid(format!("argument index {} (must be 0 to 5)", a.index)))?;
+    let (op, value) = match a.op {
+        Op::NotEqual => (SeccompCmpOp::Ne, a.value),
+        Op::Less => (SeccompCmpOp::Lt, a.value),
+        Op::LessOrEqual => (SeccompCmpOp::Le, a.value),
+        Op::Equal => (SeccompCmpOp::Eq, a.value),
+        Op::GreaterOrEqual => (SeccompCmpOp::Ge, a.value),
+        Op::Greater => (SeccompCmpOp::Gt, a.value),
+        Op::MaskedEqual => (
+            SeccompCmpOp::MaskedEq(a.value),
+            a.value_two
+                .ok_or_else(|| Error::Invalid("SCMP_CMP_MASKED_EQ without valueTwo".to_string()))?,
+        ),
+    };
+    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
+        .map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Rules of one program: syscall number to its alternative conditions (empty = always).
+type RuleMap = BTreeMap<i64, Vec<SeccompRule>>;
+
+/// Adds one rule for syscall `nr`: `None` means "always", which absorbs any conditions.
+fn add(map: &mut RuleMap, nr: i64, rule: Option<SeccompRule>) {
+    match (map.get_mut(&nr), rule) {
+        (_, None) => {
+            map.insert(nr, Vec::new());
+        }
+        (None, Some(r)) => {
+            map.insert(nr, vec![r]);
+        }
+        // An empty list already matches unconditionally.
+        (Some(existing), Some(_)) if existing.is_empty() => {}
+        (Some(existing), Some(r)) => existing.push(r),
+    }
+}
+
+/// Compiles `filter` for the running architecture.
+pub fn compile(filter: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
+    let arch = target_arch()?;
+    let native = Arch::native().ok_or(Error::UnsupportedArch)?;
+    if let Some(path) = &filter.listener_path {
+        return Err(Error::Unsupported(format!(
+            "listenerPath {path:?} (seccomp notify)"
+        )));
+    }
+    if filter.listener_metadata.is_some() {
+        return Err(Error::Unsupported("listenerMetadata".to_string()));
+    }
+    if let Some(flag) = filter.flags.first() {
+        return Err(Error::Unsupported(format!("filter flag {flag}")));
+    }
+    if !filter.architectures.is_empty() && !filter.architectures.contains(&native) {
+        return Err(Error::Invalid(format!(
+            "architectures does not list this machine's {}",
+            native.spec_name()
+        )));
+    }
+    if let Some(a) = filter
+        .architectures
+        .iter()
+        .find(|a| secondary_arches().contains(a))
+    {
+        return Err(Error::Unsupported(format!(
+            "architecture {} (omac refuses 32-bit and x32 syscall entry points)",
+            a.spec_name()
+        )));
+    }
+
+    let default = Outcome::of(filter.default_action, filter.default_errno_ret)?;
+    // Rules grouped by the outcome they lead to.
+    let mut by_outcome: BTreeMap<Outcome, RuleMap> = BTreeMap::new();
+    for s in &filter.syscalls {
+        let outcome = Outcome::of(s.action, s.errno_ret)?;
+        if outcome == default {
+            continue;
+        }
+        let rule = if s.args.is_empty() {
+            None
+        } else {
+            let conds = s
+                .args
+                .iter()
+                .map(condition)
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(SeccompRule::new(conds).map_err(|e| Error::Invalid(e.to_string()))?)
+        };
+        let map = by_outcome.entry(outcome).or_default();
+        for name in &s.names {
+            let nr = syscalls::number(name).ok_or_else(|| Error::UnknownSyscall(name.clone()))?;
+            add(map, nr, rule.clone());
+        }
+    }
+
+    let mut programs = Vec::new();
+    if default != Outcome::Allow {
+        // The base program: the default outcome for anything not explicitly allowed.
+        let allowed = by_outcome.remove(&Outcome::Allow).unwrap_or_default();
+        programs.push(build(
+            allowed,
+            default.action(),
+            SeccompAction::Allow,
+            arch,
+        )?);
+    } else {
+        by_outcome.remove(&Outcome::Allow);
+    }
+    for (outcome, rules) in by_outcome {
+        programs.push(build(rules, SeccompAction::Allow, outcome.action(), arch)?);
+    }
+    programs.push(prologue());
+    Ok(CompiledFilter { programs })
+}
+
+fn build(
+    rules: RuleMap,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> Result<BpfProgram, Error> {
+    let f = SeccompFilter::new(rules, mismatch, matched, arch)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    f.try_into()
+        .map_err(|e: seccompiler::BackendError| Error::Invalid(e.to_string()))
+}
+
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const BPF_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// omac's own first check: a syscall from another entry point (i386 `int 0x80`, x32, or
+/// arm32 compat) kills the process, whatever the rest of the filter says.
+fn prologue() -> BpfProgram {
+    let native = if cfg!(target_arch = "x86_64") {
+        AUDIT_ARCH_X86_64
+    } else {
+        AUDIT_ARCH_AARCH64
+    };
+    let kill = libc::SECCOMP_RET_KILL_PROCESS;
+    let allow = libc::SECCOMP_RET_ALLOW;
+    if cfg!(target_arch = "x86_64") {
+        vec![
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+            insn(BPF_JEQ_K, 0, 3, native),
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+            insn(BPF_JGE_K, 1, 0, X32_SYSCALL_BIT),
+            insn(BPF_RET_K, 0, 0, allow),
+            insn(BPF_RET_K, 0, 0, kill),
+        ]
+    } else {
+        vec![
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+            insn(BPF_JEQ_K, 0, 1, native),
+            insn(BPF_RET_K, 0, 0, allow),
+            insn(BPF_RET_K, 0, 0, kill),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Syscall;
+    use crate::policy::{agent_policy, Edits};
+
+    #[test]
+    fn default_policy_compiles_to_a_few_small_programs() {
+        let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();
+        // EPERM, ENOSYS, EAFNOSUPPORT, and the prologue.
+        assert_eq!(c.programs().len(), 4);
+        assert!(c.instruction_count() < 4096);
+    }
+
+    fn one(action: Action) -> LinuxSeccomp {
+        LinuxSeccomp {
+            default_action: Action::Allow,
+            default_errno_ret: None,
+            architectures: vec![],
+            flags: vec![],
+            listener_path: None,
+            listener_metadata: None,
+            syscalls: vec![Syscall {
+                names: vec!["uname".into()],
+                action,
+                errno_ret: None,
+                args: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_by_name() {
+        let e = compile(&one(Action::Notify)).unwrap_err().to_string();
+        assert!(e.contains("SCMP_ACT_NOTIFY"), "{e}");
+        let mut f = one(Action::Errno);
+        f.flags = vec!["SECCOMP_FILTER_FLAG_LOG".into()];
+        assert!(compile(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("SECCOMP_FILTER_FLAG_LOG"));
+        let mut f = one(Action::Errno);
+        f.listener_path = Some("/run/x.sock".into());
+        assert!(compile(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("listenerPath"));
+        let mut f = one(Action::Errno);
+        f.architectures = vec![Arch::native().unwrap(), secondary_arches()[0]];
+        assert!(compile(&f).unwrap_err().to_string().contains("32-bit"));
+        let mut f = one(Action::Errno);
+        f.syscalls[0].names = vec!["frobnicate".into()];
+        assert!(compile(&f).unwrap_err().to_string().contains("frobnicate"));
+    }
+
+    #[test]
+    fn allowlist_filters_get_a_base_program() {
+        let mut f = one(Action::Allow);
+        f.default_action = Action::Errno;
+        let c = compile(&f).unwrap();
+        assert_eq!(c.programs().len(), 2);
+    }
+}

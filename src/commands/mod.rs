@@ -1,0 +1,32 @@
+//! One module per command; `run` dispatches.
+
+mod bundle;
+
+use anyhow::Context;
+
+use crate::cli::{BundleCommand, Cli, Command};
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let workdir = match &cli.workdir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("reading the current directory")?,
+    };
+    match cli.command {
+        Command::Version => {
+            println!("omac {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "omac", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Bundle(b) => match b {
+            BundleCommand::Create(args) => bundle::create(&workdir, args),
+            BundleCommand::Explain { dir, json } => bundle::explain(&dir, json),
+            BundleCommand::Diff { a, b, json } => bundle::diff(&a, &b, json),
+            BundleCommand::Verify { dir, schema_dir } => bundle::verify(&dir, schema_dir),
+        },
+    }
+}

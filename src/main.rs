@@ -1,0 +1,43 @@
+//! The `omac` binary: parses the command line, runs the command, maps failures to exit codes.
+
+mod cli;
+mod commands;
+mod exit;
+mod paths;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                exit::Code::Misuse as i32
+            } else {
+                0
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("omac: {e:#}");
+            exit::code_for(&e) as i32
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "omac=debug,info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMAC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
