@@ -1,0 +1,1 @@
+//! The egress proxy (being built: see issue "Filtered network").

@@ -1,0 +1,1 @@
+//! The facade and the sidecar supervisor (being built: see issue "Skills").

@@ -1,0 +1,1 @@
+//! Executes an omac bundle on Linux (being built: see issue "Runtime").

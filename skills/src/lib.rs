@@ -1,0 +1,1 @@
+//! Skills: metadata, discovery, registry files and layers (being built: see issue "Skills").
