@@ -24,7 +24,8 @@ pub struct Outcome {
 /// index's (every registry a registration ever wrote a layer into), the global one and this
 /// workdir's. A registry that cannot be read stops gc (what it references is unknown).
 pub fn gc(env: &Env, store: &Store, dry_run: bool) -> Result<Outcome> {
-    let mut paths: BTreeSet<PathBuf> = index::load(store)?.registries;
+    let indexed: BTreeSet<PathBuf> = index::load(store)?.registries;
+    let mut paths = indexed.clone();
     for scope in [Scope::Workdir, Scope::Global] {
         if let Some(f) = registry::files(env, scope) {
             paths.insert(f.registry);
@@ -35,7 +36,9 @@ pub fn gc(env: &Env, store: &Store, dry_run: bool) -> Result<Outcome> {
     let mut missing = Vec::new();
     for p in &paths {
         if !p.exists() {
-            missing.push(p.clone());
+            if indexed.contains(p) {
+                missing.push(p.clone());
+            }
             continue;
         }
         let reg = Registry::load(p)?;

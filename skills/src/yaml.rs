@@ -19,7 +19,12 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), ParseE
     let mut unknown = Vec::new();
     let de = serde_norway::Deserializer::from_str(text);
     let result: Result<T, _> = {
-        let mut note = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        // `?` marks an Option in serde_ignored's paths; users write no such key.
+        let mut note = |p: serde_ignored::Path<'_>| {
+            let path = p.to_string();
+            let clean: Vec<&str> = path.split('.').filter(|s| *s != "?").collect();
+            unknown.push(clean.join("."))
+        };
         let ignoring = serde_ignored::Deserializer::new(de, &mut note);
         serde_path_to_error::deserialize(ignoring)
     };
@@ -32,10 +37,13 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), ParseE
             } else {
                 path
             };
-            Err(ParseError {
-                path,
-                message: e.into_inner().to_string(),
-            })
+            let message = e.into_inner().to_string();
+            // serde_norway may prefix its own rendering of the path: keep one.
+            let message = message
+                .strip_prefix(&format!("{path}: "))
+                .map(str::to_string)
+                .unwrap_or(message);
+            Err(ParseError { path, message })
         }
     }
 }
