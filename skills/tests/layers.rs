@@ -506,8 +506,11 @@ fn go_registered_skills_are_checked_by_bundle_hash_and_imported_on_first_use() {
     ));
 }
 
+/// One raw tar entry: name, type, link target, content.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
 /// Builds a one-entry-at-a-time tar with raw names (bypassing the tar crate's own checks).
-fn hostile_tar(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+fn hostile_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, ty, link, data) in entries {
         let mut h = tar::Header::new_ustar();
