@@ -249,13 +249,17 @@ pub fn load(env: &Env, scope: Scope) -> Result<Registry> {
 }
 
 /// Under the layer's lock: reads the registry, lets `f` change it, and writes it back
-/// atomically (mode 0600) if `f` succeeded. Concurrent updates never lose each other's work.
+/// atomically (mode 0600) if `f` succeeded and changed it. Concurrent updates never lose
+/// each other's work.
 pub fn update<T>(env: &Env, scope: Scope, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
     let files = files_or_err(env, scope)?;
     let _lock = lock(&files)?;
     let mut reg = Registry::load(&files.registry)?;
+    let before = reg.clone();
     let out = f(&mut reg)?;
-    fsutil::atomic_write(&files.registry, &reg.to_bytes(), 0o600)?;
+    if reg != before {
+        fsutil::atomic_write(&files.registry, &reg.to_bytes(), 0o600)?;
+    }
     Ok(out)
 }
 

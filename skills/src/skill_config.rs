@@ -268,7 +268,7 @@ pub fn load(env: &Env, scope: Scope) -> Result<SkillConfig> {
 }
 
 /// Under the registry lock of the layer: reads the file, lets `f` change it, writes it back
-/// atomically (0600) if `f` succeeded.
+/// atomically (0600) if `f` succeeded and changed it.
 pub fn update<T>(
     env: &Env,
     scope: Scope,
@@ -277,8 +277,11 @@ pub fn update<T>(
     let files = registry::files_or_err(env, scope)?;
     let _lock = registry::lock(&files)?;
     let mut c = SkillConfig::load(&files.config)?;
+    let before = c.clone();
     let out = f(&mut c)?;
-    fsutil::atomic_write(&files.config, c.to_yaml().as_bytes(), 0o600)?;
+    if c != before {
+        fsutil::atomic_write(&files.config, c.to_yaml().as_bytes(), 0o600)?;
+    }
     Ok(out)
 }
 
