@@ -56,11 +56,20 @@ impl EchoOff {
         }
         ACTIVE.store(true, Ordering::SeqCst);
         let handler = restore_and_reraise as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: installing a handler that only calls async-signal-safe functions.
-        let old_handlers = SIGNALS
-            .iter()
-            .map(|&s| (s, unsafe { libc::signal(s, handler) }))
-            .collect();
+        let mut old_handlers = Vec::new();
+        for &s in &SIGNALS {
+            // SAFETY: installing a handler that only calls async-signal-safe functions.
+            let old = unsafe { libc::signal(s, handler) };
+            if old == libc::SIG_IGN {
+                // The parent wants this signal ignored: keep it so.
+                // SAFETY: putting back what was there.
+                unsafe {
+                    libc::signal(s, libc::SIG_IGN);
+                }
+            } else {
+                old_handlers.push((s, old));
+            }
+        }
         let mut quiet = saved;
         quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
         quiet.c_lflag |= libc::ICANON;
@@ -129,10 +138,11 @@ fn read_line_bytes() -> io::Result<Secret> {
 
 /// Prints `prompt` on stderr and reads a line from the terminal with echo off.
 pub fn read_masked(prompt: &str) -> io::Result<Secret> {
+    // Echo goes off before the prompt shows: whatever is typed after it is never echoed.
+    let guard = EchoOff::new()?;
     let mut err = io::stderr();
     write!(err, "{prompt}")?;
     err.flush()?;
-    let guard = EchoOff::new()?;
     let r = read_line_bytes();
     drop(guard);
     writeln!(err)?;
