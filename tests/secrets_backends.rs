@@ -14,7 +14,10 @@ use sha2::Digest;
 use skillkit::{expect, files_containing, have, text, unique, World};
 
 fn fingerprint(v: &str) -> String {
-    format!("sha256:{}", &hex::encode(sha2::Sha256::digest(v.as_bytes()))[..12])
+    format!(
+        "sha256:{}",
+        &hex::encode(sha2::Sha256::digest(v.as_bytes()))[..12]
+    )
 }
 
 fn workdir_service(w: &World, skill: &str) -> String {
@@ -42,11 +45,21 @@ fn registered(w: &World, prefix: &str) -> String {
 fn kernel_keyring_round_trip_through_the_cli() {
     let w = World::new();
     let name = registered(&w, "ku");
-    let o = w.run_with_input(&["secrets", "set", &name, "ECHO_API_KEY", "--stdin"], b"kernel-value-42\n");
+    let o = w.run_with_input(
+        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
+        b"kernel-value-42\n",
+    );
     expect(&o, 0);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("reboot"), "the volatility is said: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("reboot"),
+        "the volatility is said: {}",
+        text(&o)
+    );
     // Another process (a fresh session keyring) finds it.
-    assert_eq!(secret_fingerprint(&w, &name), fingerprint("kernel-value-42"));
+    assert_eq!(
+        secret_fingerprint(&w, &name),
+        fingerprint("kernel-value-42")
+    );
 
     // Independently: the key is in the user's persistent keyring, under the store's name.
     let desc = format!("keyring:ECHO_API_KEY@{}", workdir_service(&w, &name));
@@ -57,7 +70,12 @@ fn kernel_keyring_round_trip_through_the_cli() {
         ))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&probe.stdout), "kernel-value-42", "{:?}", probe);
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout),
+        "kernel-value-42",
+        "{:?}",
+        probe
+    );
 
     let o = w.run(&["secrets", "unset", &name, "ECHO_API_KEY"]);
     expect(&o, 0);
@@ -76,7 +94,10 @@ fn without_a_secret_service_auto_falls_back_to_the_kernel_keyring() {
     expect(&o, 0);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "keyutils");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no Secret Service") && err.contains("reboot"), "{err}");
+    assert!(
+        err.contains("no Secret Service") && err.contains("reboot"),
+        "{err}"
+    );
     // A bus address that leads nowhere is the same.
     w.var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     let o = w.run(&["secrets", "backend"]);
@@ -90,17 +111,27 @@ fn omac_keyring_backend_picks_or_refuses() {
     w.var("OMAC_KEYRING_BACKEND", "keyutils");
     let o = w.run(&["secrets", "backend"]);
     expect(&o, 0);
-    assert!(String::from_utf8_lossy(&o.stderr).contains(&"chosen by OMAC_KEYRING_BACKEND".to_string()));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&"chosen by OMAC_KEYRING_BACKEND".to_string())
+    );
     w.var("OMAC_KEYRING_BACKEND", "secret-service");
     let o = w.run(&["secrets", "backend"]);
     expect(&o, 8);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("fix:"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fix:"),
+        "{}",
+        text(&o)
+    );
     w.var("OMAC_KEYRING_BACKEND", "macos");
     expect(&w.run(&["secrets", "backend"]), 8);
     w.var("OMAC_KEYRING_BACKEND", "floppy");
     let o = w.run(&["secrets", "backend"]);
     expect(&o, 2);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("secret-service"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("secret-service"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// Starts one GNOME Keyring daemon on the session bus with an unlocked login collection,
@@ -119,8 +150,16 @@ exec "$0" --exact "$1" --ignored --nocapture --test-threads=1
 /// Runs the ignored test `inner` of this binary inside a D-Bus session with an unlocked GNOME
 /// Keyring (started by this test; gone when the session ends).
 fn in_secret_service_session(inner: &str) {
-    for tool in ["dbus-run-session", "dbus-send", "gnome-keyring-daemon", "secret-tool"] {
-        assert!(have(tool), "{tool} is missing: install dbus, gnome-keyring and libsecret-tools (.ci/apt-packages)");
+    for tool in [
+        "dbus-run-session",
+        "dbus-send",
+        "gnome-keyring-daemon",
+        "secret-tool",
+    ] {
+        assert!(
+            have(tool),
+            "{tool} is missing: install dbus, gnome-keyring and libsecret-tools (.ci/apt-packages)"
+        );
     }
     let home = tempfile::tempdir().unwrap();
     let me = std::env::current_exe().unwrap();
@@ -153,7 +192,10 @@ fn secret_service_round_trip() {
 
 fn secret_tool(args: &[&str], input: Option<&str>) -> Output {
     let mut c = Command::new("secret-tool");
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     if let Some(i) = input {
         child.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
@@ -177,51 +219,112 @@ fn all_cmdlines() -> Vec<u8> {
 #[test]
 #[ignore = "runs inside the D-Bus session of secret_service_round_trip"]
 fn inner_secret_service_round_trip() {
-    assert_eq!(std::env::var("OMAC_TEST_IN_SESSION").as_deref(), Ok("1"), "run through secret_service_round_trip");
+    assert_eq!(
+        std::env::var("OMAC_TEST_IN_SESSION").as_deref(),
+        Ok("1"),
+        "run through secret_service_round_trip"
+    );
     let mut w = World::new();
     w.unvar("OMAC_KEYRING_BACKEND");
-    w.var("DBUS_SESSION_BUS_ADDRESS", std::env::var_os("DBUS_SESSION_BUS_ADDRESS").unwrap());
+    w.var(
+        "DBUS_SESSION_BUS_ADDRESS",
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").unwrap(),
+    );
 
     // auto chooses the Secret Service when one answers.
     let o = w.run(&["secrets", "backend"]);
     expect(&o, 0);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "secret-service", "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "secret-service",
+        "{}",
+        text(&o)
+    );
 
     let name = registered(&w, "ss");
     let service = workdir_service(&w, &name);
     let value = "ss-value-Zq81";
-    let o = w.run_with_input(&["secrets", "set", &name, "ECHO_API_KEY", "--stdin"], format!("{value}\n").as_bytes());
+    let o = w.run_with_input(
+        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
+        format!("{value}\n").as_bytes(),
+    );
     expect(&o, 0);
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("reboot"), "no volatility notice: {}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("reboot"),
+        "no volatility notice: {}",
+        text(&o)
+    );
     assert_eq!(secret_fingerprint(&w, &name), fingerprint(value));
-    assert!(!all_cmdlines().windows(value.len()).any(|x| x == value.as_bytes()), "a value is on some argv");
+    assert!(
+        !all_cmdlines()
+            .windows(value.len())
+            .any(|x| x == value.as_bytes()),
+        "a value is on some argv"
+    );
 
     // Stored the way go-keyring stores it: attributes service + username, its label.
-    let o = secret_tool(&["lookup", "service", &service, "username", "ECHO_API_KEY"], None);
+    let o = secret_tool(
+        &["lookup", "service", &service, "username", "ECHO_API_KEY"],
+        None,
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), value, "{o:?}");
     let o = secret_tool(&["search", "--all", "service", &service], None);
-    let listing = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(listing.contains(&format!("label = Password for 'ECHO_API_KEY' on '{service}'")), "{listing}");
+    let listing = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        listing.contains(&format!(
+            "label = Password for 'ECHO_API_KEY' on '{service}'"
+        )),
+        "{listing}"
+    );
 
     // A secret written as the Go omac writes it is read by omac.
     let go = registered(&w, "go");
     let go_service = workdir_service(&w, &go);
     let o = secret_tool(
-        &["store", "--label", &format!("Password for 'ECHO_API_KEY' on '{go_service}'"), "service", &go_service, "username", "ECHO_API_KEY"],
+        &[
+            "store",
+            "--label",
+            &format!("Password for 'ECHO_API_KEY' on '{go_service}'"),
+            "service",
+            &go_service,
+            "username",
+            "ECHO_API_KEY",
+        ],
         Some("written-by-go"),
     );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(secret_fingerprint(&w, &go), fingerprint("written-by-go"));
     // Its unscoped fallback too (omac/<skill>, used by global skills and older registrations).
-    let o = secret_tool(&["clear", "service", &go_service, "username", "ECHO_API_KEY"], None);
+    let o = secret_tool(
+        &["clear", "service", &go_service, "username", "ECHO_API_KEY"],
+        None,
+    );
     assert!(o.status.success());
-    let o = secret_tool(&["store", "--label", "x", "service", &format!("omac/{go}"), "username", "ECHO_API_KEY"], Some("global-go"));
+    let o = secret_tool(
+        &[
+            "store",
+            "--label",
+            "x",
+            "service",
+            &format!("omac/{go}"),
+            "username",
+            "ECHO_API_KEY",
+        ],
+        Some("global-go"),
+    );
     assert!(o.status.success());
     assert_eq!(secret_fingerprint(&w, &go), fingerprint("global-go"));
 
     // unset removes it from the Secret Service.
     expect(&w.run(&["secrets", "unset", &name, "ECHO_API_KEY"]), 0);
-    let o = secret_tool(&["lookup", "service", &service, "username", "ECHO_API_KEY"], None);
+    let o = secret_tool(
+        &["lookup", "service", &service, "username", "ECHO_API_KEY"],
+        None,
+    );
     assert!(o.stdout.is_empty(), "{o:?}");
     expect(&w.run(&["secrets", "unset", &go, "ECHO_API_KEY"]), 0);
 
@@ -260,10 +363,20 @@ fn secret_values_never_reach_argv_logs_or_files() {
     let out = child.wait_with_output().unwrap();
     expect(&out, 0);
     let has = |hay: &[u8]| hay.windows(value.len()).any(|x| x == value.as_bytes());
-    assert!(!has(&during), "the value is in /proc/<pid>/cmdline or environ");
-    assert!(!has(&out.stdout) && !has(&out.stderr), "the value is in the output: {}", text(&out));
+    assert!(
+        !has(&during),
+        "the value is in /proc/<pid>/cmdline or environ"
+    );
+    assert!(
+        !has(&out.stdout) && !has(&out.stderr),
+        "the value is in the output: {}",
+        text(&out)
+    );
     // The probe works: the argv it read is omac's.
-    assert!(String::from_utf8_lossy(&cmdline).contains("secrets"), "the probe read no argv");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("secrets"),
+        "the probe read no argv"
+    );
 
     // Verbose commands that read the secret print only its fingerprint.
     for args in [
@@ -273,7 +386,11 @@ fn secret_values_never_reach_argv_logs_or_files() {
     ] {
         let o = w.run(&args);
         expect(&o, 0);
-        assert!(!has(&o.stdout) && !has(&o.stderr), "{args:?} printed the value: {}", text(&o));
+        assert!(
+            !has(&o.stdout) && !has(&o.stderr),
+            "{args:?} printed the value: {}",
+            text(&o)
+        );
     }
     // Registering with the value in OMAC_SECRET_*: not in the output, not in any file.
     let other = unique("leak2");
@@ -282,7 +399,10 @@ fn secret_values_never_reach_argv_logs_or_files() {
     let o = w.run(&["-v", "register", &other]);
     expect(&o, 0);
     assert!(!has(&o.stdout) && !has(&o.stderr), "{}", text(&o));
-    assert_eq!(files_containing(w.tmp.path(), value.as_bytes()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_containing(w.tmp.path(), value.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
     w.unvar("OMAC_SECRET_ECHO_API_KEY");
     for n in [&name, &other] {
         let _ = w.run(&["deregister", n, "--purge-secrets", "--purge-defaults"]);
@@ -302,25 +422,43 @@ fn drive(w: &World, steps: &[(&str, &str)], args: &[&str]) -> (i32, String) {
 /// As [`drive`], for any shell command.
 fn drive_sh(w: &World, steps: &[(&str, &str)], command: &str) -> (i32, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/skillkit/pty_drive.py");
-    let steps = serde_json::to_string(&steps.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>()).unwrap();
+    let steps =
+        serde_json::to_string(&steps.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>()).unwrap();
     // After the command exits, the same terminal reports whether echo is back on.
-    let sh = format!("trap : INT; {command}; rc=$?; stty -a | grep -o -- '-\\?echo ' | head -1; exit $rc");
+    let sh = format!(
+        "trap : INT; {command}; rc=$?; stty -a | grep -o -- '-\\?echo ' | head -1; exit $rc"
+    );
     let c = w.cmd(&[]);
     let mut cmd = Command::new("python3");
-    cmd.arg(&script).arg(steps).arg("--").args(["sh", "-c", &sh]);
+    cmd.arg(&script)
+        .arg(steps)
+        .arg("--")
+        .args(["sh", "-c", &sh]);
     cmd.env_clear().current_dir(&w.work);
     for (k, v) in c.get_envs() {
         if let Some(v) = v {
             cmd.env(k, v);
         }
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "the pty driver failed");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    (v["status"].as_i64().unwrap() as i32, v["output"].as_str().unwrap().to_string())
+    (
+        v["status"].as_i64().unwrap() as i32,
+        v["output"].as_str().unwrap().to_string(),
+    )
 }
 
 #[test]
@@ -328,21 +466,39 @@ fn prompts_are_masked_retry_on_pattern_and_restore_the_terminal() {
     let w = World::new();
     let name = registered(&w, "tty");
     let typed = "typed-Secret-77";
-    let (code, screen) = drive(&w, &[("? ECHO_API_KEY", &format!("{typed}\n"))], &["secrets", "set", &name, "ECHO_API_KEY"]);
+    let (code, screen) = drive(
+        &w,
+        &[("? ECHO_API_KEY", &format!("{typed}\n"))],
+        &["secrets", "set", &name, "ECHO_API_KEY"],
+    );
     assert_eq!(code, 0, "{screen}");
-    assert!(!screen.contains(typed), "the typed value was echoed:\n{screen}");
-    assert!(screen.contains("echo ") && !screen.contains("-echo "), "echo not restored:\n{screen}");
+    assert!(
+        !screen.contains(typed),
+        "the typed value was echoed:\n{screen}"
+    );
+    assert!(
+        screen.contains("echo ") && !screen.contains("-echo "),
+        "echo not restored:\n{screen}"
+    );
     assert_eq!(secret_fingerprint(&w, &name), fingerprint(typed));
 
     // The pattern (^[A-Za-z0-9_-]{3,}$) is checked; three bad tries end with exit 9.
     let (code, screen) = drive(
         &w,
-        &[("? ECHO_API_KEY", "a\n"), ("? ECHO_API_KEY", "b\n"), ("? ECHO_API_KEY", "c\n")],
+        &[
+            ("? ECHO_API_KEY", "a\n"),
+            ("? ECHO_API_KEY", "b\n"),
+            ("? ECHO_API_KEY", "c\n"),
+        ],
         &["secrets", "set", &name, "ECHO_API_KEY"],
     );
     assert_eq!(code, 9, "{screen}");
     assert!(screen.matches("[retry]").count() == 2, "{screen}");
-    assert_eq!(secret_fingerprint(&w, &name), fingerprint(typed), "the stored value is unchanged");
+    assert_eq!(
+        secret_fingerprint(&w, &name),
+        fingerprint(typed),
+        "the stored value is unchanged"
+    );
 
     // register asks for config fields in the clear and for secrets masked.
     let (code, screen) = drive(
@@ -369,10 +525,24 @@ fn an_interrupted_prompt_leaves_echo_on() {
     let w = World::new();
     let name = registered(&w, "intr");
     // Ctrl-C (ETX) while the masked prompt waits.
-    let (code, screen) = drive(&w, &[("? ECHO_API_KEY", "\u{3}")], &["secrets", "set", &name, "ECHO_API_KEY"]);
+    let (code, screen) = drive(
+        &w,
+        &[("? ECHO_API_KEY", "\u{3}")],
+        &["secrets", "set", &name, "ECHO_API_KEY"],
+    );
     assert_eq!(code, 130, "killed by SIGINT: {screen}");
-    assert!(screen.contains("echo ") && !screen.contains("-echo "), "echo left off:\n{screen}");
+    assert!(
+        screen.contains("echo ") && !screen.contains("-echo "),
+        "echo left off:\n{screen}"
+    );
     // The probe sees a breach: a program killed with echo off leaves the terminal so.
-    let (_, screen) = drive_sh(&w, &[("ready", "\u{3}")], "sh -c 'stty -echo; echo ready; exec sleep 30'");
-    assert!(screen.contains("-echo "), "the probe cannot see echo left off:\n{screen}");
+    let (_, screen) = drive_sh(
+        &w,
+        &[("ready", "\u{3}")],
+        "sh -c 'stty -echo; echo ready; exec sleep 30'",
+    );
+    assert!(
+        screen.contains("-echo "),
+        "the probe cannot see echo left off:\n{screen}"
+    );
 }

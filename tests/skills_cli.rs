@@ -27,15 +27,25 @@ fn register_without_a_terminal_names_the_missing_secret_and_how_to_give_it() {
     let name = unique("need");
     let dir = w.skill(&name);
     // Make the secret required.
-    let y = std::fs::read_to_string(dir.join("omac.yaml")).unwrap().replace("required: no", "required: yes");
+    let y = std::fs::read_to_string(dir.join("omac.yaml"))
+        .unwrap()
+        .replace("required: no", "required: yes");
     std::fs::write(dir.join("omac.yaml"), y).unwrap();
     let o = w.run(&["register", &name]);
     expect(&o, 9);
     let e = stderr(&o);
-    for want in ["ECHO_API_KEY", "OMAC_SECRET_ECHO_API_KEY", "--secrets-from", &format!("omac secrets set {name} ECHO_API_KEY")] {
+    for want in [
+        "ECHO_API_KEY",
+        "OMAC_SECRET_ECHO_API_KEY",
+        "--secrets-from",
+        &format!("omac secrets set {name} ECHO_API_KEY"),
+    ] {
         assert!(e.contains(want), "missing {want:?} in\n{e}");
     }
-    assert!(!w.work.join(".opencode/sidecar.json").exists(), "nothing registered");
+    assert!(
+        !w.work.join(".opencode/sidecar.json").exists(),
+        "nothing registered"
+    );
 }
 
 #[test]
@@ -45,15 +55,27 @@ fn register_stores_secrets_fields_and_the_layer_and_shows_the_install_script() {
     let dir = w.skill(&name);
     // If the install script ever ran, it would leave this marker.
     let marker = w.tmp.path().join("install-ran");
-    std::fs::write(dir.join("install/linux.sh"), format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::write(
+        dir.join("install/linux.sh"),
+        format!("#!/bin/sh\ntouch {}\n", marker.display()),
+    )
+    .unwrap();
     let secrets = w.tmp.path().join("secrets.env");
     std::fs::write(&secrets, "# comment\nECHO_API_KEY=from-file-value\n").unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     w.var("OMAC_CONFIG_ECHO_MODE", "strict");
-    let o = w.run(&["register", &name, "--secrets-from", secrets.to_str().unwrap()]);
+    let o = w.run(&[
+        "register",
+        &name,
+        "--secrets-from",
+        secrets.to_str().unwrap(),
+    ]);
     expect(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains(&format!("bash {}", dir.join("install/linux.sh").display())), "{out}");
+    assert!(
+        out.contains(&format!("bash {}", dir.join("install/linux.sh").display())),
+        "{out}"
+    );
     assert!(!marker.exists(), "the install script was run");
 
     let reg = w.registry();
@@ -63,7 +85,10 @@ fn register_stores_secrets_fields_and_the_layer_and_shows_the_install_script() {
     assert_eq!(e["skill_dir"], format!(".opencode/skills/{name}"));
     assert_eq!(e["declared_secret_names"][0], "ECHO_API_KEY");
     let digest = e["layer_digest"].as_str().unwrap().to_string();
-    let layer = w.home.join(".local/share/omac/layers/sha256").join(&digest[7..]);
+    let layer = w
+        .home
+        .join(".local/share/omac/layers/sha256")
+        .join(&digest[7..]);
     assert!(layer.join("omac.yaml").is_file());
     let m = std::fs::metadata(&layer).unwrap().permissions().mode() & 0o777;
     assert_eq!(m, 0o555);
@@ -78,19 +103,36 @@ fn register_stores_secrets_fields_and_the_layer_and_shows_the_install_script() {
     // printf %s from-file-value | sha256sum | cut -c1-12
     let want = {
         use sha2::Digest;
-        format!("sha256:{}", &hex::encode(sha2::Sha256::digest(b"from-file-value"))[..12])
+        format!(
+            "sha256:{}",
+            &hex::encode(sha2::Sha256::digest(b"from-file-value"))[..12]
+        )
     };
     assert_eq!(v["secrets"][0]["fingerprint"], want.as_str());
-    let mode = v["config"].as_array().unwrap().iter().find(|f| f["name"] == "ECHO_MODE").unwrap();
-    assert_eq!((mode["value"].as_str(), mode["source"].as_str()), (Some("strict"), Some("stored")));
+    let mode = v["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "ECHO_MODE")
+        .unwrap();
+    assert_eq!(
+        (mode["value"].as_str(), mode["source"].as_str()),
+        (Some("strict"), Some("stored"))
+    );
     let o = w.run(&["config", "get", &name, "ECHO_MAX_TICK"]);
     expect(&o, 0);
     assert_eq!(stdout(&o), "100\n");
     expect(&w.run(&["config", "get", &name, "NOPE"]), 3);
 
     // The secret is nowhere on disk: not in the registry, the config, the store, the home.
-    assert_eq!(files_containing(&w.work, b"from-file-value"), Vec::<std::path::PathBuf>::new());
-    assert_eq!(files_containing(&w.home, b"from-file-value"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_containing(&w.work, b"from-file-value"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        files_containing(&w.home, b"from-file-value"),
+        Vec::<std::path::PathBuf>::new()
+    );
     purge(&w, &name);
 }
 
@@ -124,7 +166,11 @@ fn refusals_have_their_exit_codes() {
 
     let bad = unique("bad");
     let dir = w.skill(&bad);
-    std::fs::write(dir.join("omac.yaml"), format!("name: {bad}\nsidecar:\n  command: [x]\n  mount: NO\n")).unwrap();
+    std::fs::write(
+        dir.join("omac.yaml"),
+        format!("name: {bad}\nsidecar:\n  command: [x]\n  mount: NO\n"),
+    )
+    .unwrap();
     let o = w.run(&["register", &bad]);
     expect(&o, 3);
     assert!(stderr(&o).contains("sidecar.mount"), "{}", text(&o));
@@ -151,12 +197,19 @@ fn refusals_have_their_exit_codes() {
     let dir = w.skill(&built);
     std::fs::create_dir_all(dir.join("dist")).unwrap();
     std::fs::write(dir.join("dist/server"), "#!/bin/sh\n").unwrap();
-    std::fs::write(dir.join("omac.yaml"), format!("name: {built}\nsidecar:\n  command: [./dist/server]\n")).unwrap();
+    std::fs::write(
+        dir.join("omac.yaml"),
+        format!("name: {built}\nsidecar:\n  command: [./dist/server]\n"),
+    )
+    .unwrap();
     let o = w.run(&["register", &built]);
     expect(&o, 3);
     assert!(stderr(&o).contains("dist/"), "{}", text(&o));
 
-    expect(&w.run(&["register", "x", "--no-secrets", "--secrets-from", "f"]), 2);
+    expect(
+        &w.run(&["register", "x", "--no-secrets", "--secrets-from", "f"]),
+        2,
+    );
     expect(&w.run(&["config", "show", "nothing-here"]), 4);
     expect(&w.run(&["secrets", "list", "nothing-here"]), 4);
 }
@@ -170,7 +223,8 @@ fn global_skills_register_globally_with_absolute_paths() {
     expect(&o, 0);
     assert!(stdout(&o).contains("global"), "{}", text(&o));
     let reg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.home.join(".config/omac/sidecar.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(w.home.join(".config/omac/sidecar.json")).unwrap())
+            .unwrap();
     assert_eq!(reg["registered"][0]["skill_dir"], dir.display().to_string());
     assert!(!w.work.join(".opencode/sidecar.json").exists());
     // A workdir copy of the same name makes plain `register` ambiguous; --global picks.
@@ -187,8 +241,14 @@ fn deregister_keeps_or_purges_and_gc_frees_the_layer() {
     w.var("OMAC_SECRET_ECHO_API_KEY", "dereg-secret-1");
     expect(&w.run(&["register", &name]), 0);
     w.unvar("OMAC_SECRET_ECHO_API_KEY");
-    let digest = w.registry()["registered"][0]["layer_digest"].as_str().unwrap().to_string();
-    let layer = w.home.join(".local/share/omac/layers/sha256").join(&digest[7..]);
+    let digest = w.registry()["registered"][0]["layer_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer = w
+        .home
+        .join(".local/share/omac/layers/sha256")
+        .join(&digest[7..]);
 
     let o = w.run(&["deregister", &name]);
     expect(&o, 0);
@@ -197,9 +257,19 @@ fn deregister_keeps_or_purges_and_gc_frees_the_layer() {
     // Registered again, the secret is still in the keychain.
     let o = w.run(&["register", &name]);
     expect(&o, 0);
-    assert!(stderr(&o).contains("already in the keychain"), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("already in the keychain"),
+        "{}",
+        text(&o)
+    );
 
-    let o = w.run(&["deregister", &name, "--purge-secrets", "--purge-fields", "--purge-defaults"]);
+    let o = w.run(&[
+        "deregister",
+        &name,
+        "--purge-secrets",
+        "--purge-fields",
+        "--purge-defaults",
+    ]);
     expect(&o, 0);
     assert!(stdout(&o).contains("deleted 1 secret"), "{}", text(&o));
     let cfg = std::fs::read_to_string(w.work.join(".opencode/skill-config.yaml")).unwrap();
@@ -207,7 +277,11 @@ fn deregister_keeps_or_purges_and_gc_frees_the_layer() {
 
     let o = w.run(&["skills", "gc", "--dry-run"]);
     expect(&o, 0);
-    assert!(stdout(&o).contains(&digest) && layer.exists(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains(&digest) && layer.exists(),
+        "{}",
+        text(&o)
+    );
     let o = w.run(&["skills", "gc"]);
     expect(&o, 0);
     assert!(!layer.exists(), "{}", text(&o));
@@ -240,7 +314,11 @@ fn prune_drops_registrations_whose_directory_is_gone() {
     std::fs::remove_dir_all(&gone).unwrap();
     let o = w.run(&["list"]);
     expect(&o, 0);
-    assert!(stderr(&o).contains(&b) && stderr(&o).contains("stale"), "{}", text(&o));
+    assert!(
+        stderr(&o).contains(&b) && stderr(&o).contains("stale"),
+        "{}",
+        text(&o)
+    );
     let o = w.run(&["deregister", "--prune"]);
     expect(&o, 0);
     let names: Vec<String> = w.registry()["registered"]
@@ -273,14 +351,22 @@ fn concurrent_registers_lose_no_entry() {
         expect(&c.wait_with_output().unwrap(), 0);
     }
     let reg = w.registry();
-    let mut got: Vec<&str> = reg["registered"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let mut got: Vec<&str> = reg["registered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     got.sort();
     let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
     want.sort();
     assert_eq!(got, want);
     let cfg = std::fs::read_to_string(w.work.join(".opencode/skill-config.yaml")).unwrap();
     for n in &names {
-        assert!(cfg.contains(n.as_str()), "{n} lost from skill-config.yaml:\n{cfg}");
+        assert!(
+            cfg.contains(n.as_str()),
+            "{n} lost from skill-config.yaml:\n{cfg}"
+        );
     }
 }
 
@@ -290,12 +376,22 @@ fn gc_from_one_workdir_keeps_another_workdirs_layers() {
     let name = unique("other");
     w.skill(&name);
     expect(&w.run(&["register", &name, "--no-secrets"]), 0);
-    let digest = w.registry()["registered"][0]["layer_digest"].as_str().unwrap().to_string();
+    let digest = w.registry()["registered"][0]["layer_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let elsewhere = w.tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let o = w.run(&["--workdir", elsewhere.to_str().unwrap(), "skills", "gc"]);
     expect(&o, 0);
-    assert!(w.home.join(".local/share/omac/layers/sha256").join(&digest[7..]).exists(), "{}", text(&o));
+    assert!(
+        w.home
+            .join(".local/share/omac/layers/sha256")
+            .join(&digest[7..])
+            .exists(),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

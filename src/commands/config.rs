@@ -83,20 +83,25 @@ pub fn run(env: &Env, cmd: ConfigCommand) -> anyhow::Result<i32> {
 fn view(env: &Env, skill: &str, with_secrets: bool) -> anyhow::Result<SkillView> {
     let r = registered(env, skill)?;
     let Some(sc) = r.skill.meta.sidecar.clone() else {
-        return Err(Failure::new(Code::Config, format!("skill {skill:?} has no sidecar block in omac.yaml")).into());
+        return Err(Failure::new(
+            Code::Config,
+            format!("skill {skill:?} has no sidecar block in omac.yaml"),
+        )
+        .into());
     };
     let stored = skill_config::merged_for(env, skill)?;
     let mut config = Vec::new();
     for spec in &sc.config {
         let lookup = |n: &str| std::env::var(n).ok();
-        let (value, source) = match fields::resolve(spec, stored.get(&spec.name).map(String::as_str), lookup) {
-            Ok(res) => {
-                let label = res.source.label(spec.is_required());
-                let value = res.value.unwrap_or_else(|| format!("<{label}>"));
-                (value, label)
-            }
-            Err(e) => (format!("<invalid: {e}>"), "invalid".to_string()),
-        };
+        let (value, source) =
+            match fields::resolve(spec, stored.get(&spec.name).map(String::as_str), lookup) {
+                Ok(res) => {
+                    let label = res.source.label(spec.is_required());
+                    let value = res.value.unwrap_or_else(|| format!("<{label}>"));
+                    (value, label)
+                }
+                Err(e) => (format!("<invalid: {e}>"), "invalid".to_string()),
+            };
         config.push(FieldView {
             name: spec.name.clone(),
             kind: spec.field_type().as_str(),
@@ -118,7 +123,9 @@ fn view(env: &Env, skill: &str, with_secrets: bool) -> anyhow::Result<SkillView>
             }
             secrets_out.push(SecretView {
                 name: spec.name.clone(),
-                fingerprint: v.map(|s| s.fingerprint()).unwrap_or_else(|| "<missing>".into()),
+                fingerprint: v
+                    .map(|s| s.fingerprint())
+                    .unwrap_or_else(|| "<missing>".into()),
                 required: spec.is_required(),
                 description: spec.description.clone(),
             });
@@ -143,7 +150,11 @@ fn table(rows: Vec<Vec<String>>) {
         }
     }
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
         println!("  {}", line.join("  ").trim_end());
     }
 }
@@ -159,7 +170,13 @@ fn print_text(v: &SkillView) {
         println!("\nconfig: (none declared)");
     } else {
         println!("\nconfig:");
-        let mut rows = vec![vec!["NAME".into(), "TYPE".into(), "REQ".into(), "SOURCE".into(), "VALUE".into()]];
+        let mut rows = vec![vec![
+            "NAME".into(),
+            "TYPE".into(),
+            "REQ".into(),
+            "SOURCE".into(),
+            "VALUE".into(),
+        ]];
         for f in &v.config {
             let mut value = f.value.clone();
             if value.chars().count() > 80 {
@@ -181,7 +198,11 @@ fn print_text(v: &SkillView) {
         println!("\nsecrets:");
         let mut rows = vec![vec!["NAME".into(), "REQ".into(), "FINGERPRINT".into()]];
         for s in &v.secrets {
-            rows.push(vec![s.name.clone(), if s.required { "yes" } else { "no" }.into(), s.fingerprint.clone()]);
+            rows.push(vec![
+                s.name.clone(),
+                if s.required { "yes" } else { "no" }.into(),
+                s.fingerprint.clone(),
+            ]);
         }
         table(rows);
     }

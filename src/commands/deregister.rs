@@ -28,8 +28,12 @@ pub fn run(env: &Env, args: DeregisterArgs) -> anyhow::Result<i32> {
     let scope = if args.global {
         Scope::Global
     } else {
-        let in_global = registry::load(env, Scope::Global)?.find(&name, key).is_some();
-        let in_workdir = registry::load(env, Scope::Workdir)?.find(&name, key).is_some();
+        let in_global = registry::load(env, Scope::Global)?
+            .find(&name, key)
+            .is_some();
+        let in_workdir = registry::load(env, Scope::Workdir)?
+            .find(&name, key)
+            .is_some();
         if in_global && !in_workdir {
             Scope::Global
         } else {
@@ -67,7 +71,9 @@ pub fn run(env: &Env, args: DeregisterArgs) -> anyhow::Result<i32> {
             let mut services = vec![secret_scope(env, scope).service(&name)];
             // The unscoped item is a workdir skill's fallback too, unless a global
             // registration of the skill still uses it.
-            let global_uses_it = registry::load(env, Scope::Global)?.find(&name, None).is_some();
+            let global_uses_it = registry::load(env, Scope::Global)?
+                .find(&name, None)
+                .is_some();
             if scope == Scope::Workdir && !global_uses_it {
                 services.push(secrets::Scope::Global.service(&name));
             }
@@ -81,14 +87,20 @@ pub fn run(env: &Env, args: DeregisterArgs) -> anyhow::Result<i32> {
             }
             msg.push_str(&format!("; deleted {n} secret(s) from the keychain"));
         } else if removed.is_some() {
-            msg.push_str(&format!("; kept {} secret(s) in the keychain (--purge-secrets removes them)", names.len()));
+            msg.push_str(&format!(
+                "; kept {} secret(s) in the keychain (--purge-secrets removes them)",
+                names.len()
+            ));
         }
         if args.purge_defaults {
             let svc = secrets::Scope::Defaults.service(&name);
             for secret in &names {
                 kc.delete(&svc, secret)?;
             }
-            if skill_config::load(env, Scope::Global)?.defaults.contains_key(&name) {
+            if skill_config::load(env, Scope::Global)?
+                .defaults
+                .contains_key(&name)
+            {
                 skill_config::update(env, Scope::Global, |c| Ok(c.defaults.remove(&name)))?;
             }
             msg.push_str("; purged remembered defaults");
@@ -131,7 +143,10 @@ fn not_registered(
     let confirmed = if yes {
         true
     } else if prompt::interactive() {
-        println!("{name} is not registered but exists on disk at:\n  {}", dir.display());
+        println!(
+            "{name} is not registered but exists on disk at:\n  {}",
+            dir.display()
+        );
         let a = prompt::read_plain("Delete this directory? [y/N] ")?;
         matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     } else {
@@ -143,9 +158,11 @@ fn not_registered(
     if !confirmed {
         return Ok(format!("[noop] {name} left in place at {}", dir.display()));
     }
-    std::fs::remove_dir_all(&dir)
-        .map_err(|e| omac_skills::Error::io("deleting", &dir, e))?;
-    Ok(format!("[ok] deleted the unregistered skill {name} (removed {})", dir.display()))
+    std::fs::remove_dir_all(&dir).map_err(|e| omac_skills::Error::io("deleting", &dir, e))?;
+    Ok(format!(
+        "[ok] deleted the unregistered skill {name} (removed {})",
+        dir.display()
+    ))
 }
 
 /// `--prune`: drop every registration whose `omac.yaml` is gone, in both layers.
@@ -159,7 +176,10 @@ fn prune(env: &Env) -> anyhow::Result<i32> {
         let gone: Vec<String> = registry::update(env, scope, |r| {
             let mut gone = Vec::new();
             r.registered.retain(|e| {
-                let alive = e.abs_dir(&env.workdir).join(omac_skills::meta::META_FILE).exists();
+                let alive = e
+                    .abs_dir(&env.workdir)
+                    .join(omac_skills::meta::META_FILE)
+                    .exists();
                 if !alive {
                     gone.push(e.name.clone());
                 }
@@ -168,7 +188,10 @@ fn prune(env: &Env) -> anyhow::Result<i32> {
             Ok(gone)
         })?;
         for n in &gone {
-            println!("[ok] pruned the stale registration {n} ({})", scope.as_str());
+            println!(
+                "[ok] pruned the stale registration {n} ({})",
+                scope.as_str()
+            );
         }
         total += gone.len();
     }

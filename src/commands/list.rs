@@ -83,7 +83,11 @@ pub fn run(env: &Env, args: ListArgs) -> anyhow::Result<i32> {
         rows.push(Row {
             name: e.name.clone(),
             scope: r.scope.as_str(),
-            harness: if e.harness.is_empty() { "any".into() } else { e.harness.clone() },
+            harness: if e.harness.is_empty() {
+                "any".into()
+            } else {
+                e.harness.clone()
+            },
             mount: sidecar.map(|s| s.mount_or(&e.name).to_string()),
             secrets: e.declared_secret_names.len(),
             binary,
@@ -105,7 +109,16 @@ pub fn run(env: &Env, args: ListArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let shown: Vec<&Row> = rows.iter().filter(|r| args.all || !r.stale).collect();
-    let header = ["NAME", "SCOPE", "HARNESS", "MOUNT", "SECRETS", "BINARY", "LAYER", "REGISTERED"];
+    let header = [
+        "NAME",
+        "SCOPE",
+        "HARNESS",
+        "MOUNT",
+        "SECRETS",
+        "BINARY",
+        "LAYER",
+        "REGISTERED",
+    ];
     let cells: Vec<[String; 8]> = shown
         .iter()
         .map(|r| {
@@ -113,7 +126,10 @@ pub fn run(env: &Env, args: ListArgs) -> anyhow::Result<i32> {
                 r.name.clone(),
                 r.scope.to_string(),
                 r.harness.clone(),
-                r.mount.as_ref().map(|m| format!("/{m}/")).unwrap_or_else(|| "-".into()),
+                r.mount
+                    .as_ref()
+                    .map(|m| format!("/{m}/"))
+                    .unwrap_or_else(|| "-".into()),
                 r.secrets.to_string(),
                 r.binary.clone(),
                 r.layer.clone(),
@@ -144,14 +160,24 @@ pub fn run(env: &Env, args: ListArgs) -> anyhow::Result<i32> {
         println!("(no live skills; only stale registrations remain, see below)");
     }
     if !stale.is_empty() {
-        eprintln!("\nomac list: {} stale registration(s) whose skill directory is gone or broken:", stale.len());
+        eprintln!(
+            "\nomac list: {} stale registration(s) whose skill directory is gone or broken:",
+            stale.len()
+        );
         for s in &stale {
             let flag = if s.scope == "global" { " --global" } else { "" };
-            eprintln!("  {} ({}, was {}): remove with `omac deregister{flag} {}`", s.name, s.scope, s.dir, s.name);
+            eprintln!(
+                "  {} ({}, was {}): remove with `omac deregister{flag} {}`",
+                s.name, s.scope, s.dir, s.name
+            );
         }
         eprintln!("  or `omac deregister --prune` to remove all of them");
     }
-    let changed: Vec<&Row> = shown.iter().copied().filter(|r| r.layer == "changed").collect();
+    let changed: Vec<&Row> = shown
+        .iter()
+        .copied()
+        .filter(|r| r.layer == "changed")
+        .collect();
     for c in changed {
         eprintln!(
             "omac list: {} changed since it was registered; review it, then `omac register {} --force`",

@@ -20,7 +20,10 @@ use crate::secrets::{self, files, prompt, Keychain};
 pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
     let cand = resolve_target(env, &args.skill, args.harness.as_deref(), args.global)?;
     if cand.scope == Scope::Global {
-        eprintln!("[info] using the user-global skill at {}", cand.dir.display());
+        eprintln!(
+            "[info] using the user-global skill at {}",
+            cand.dir.display()
+        );
     }
     let skill = omac_skills::load(&cand.dir)?;
     print_warnings(&skill.warnings);
@@ -79,7 +82,10 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
         };
         for k in from_file.keys() {
             if sidecar.secret(k).is_none() {
-                eprintln!("omac: warning: {k} in the secrets file is not a secret of {} (ignored)", skill.name);
+                eprintln!(
+                    "omac: warning: {k} in the secrets file is not a secret of {} (ignored)",
+                    skill.name
+                );
             }
         }
         let kc = Keychain::open()?;
@@ -98,7 +104,9 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
                 Outcome::Declined => {
                     skipped_secrets.insert(spec.name.clone());
                 }
-                Outcome::Missing => missing.push(values::how_to_provide_secret(&skill.name, &spec.name)),
+                Outcome::Missing => {
+                    missing.push(values::how_to_provide_secret(&skill.name, &spec.name))
+                }
                 Outcome::Kept | Outcome::NotProvided => {}
             }
         }
@@ -156,7 +164,10 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
             }
             if cand.scope == Scope::Global {
                 for (k, v) in &new_values {
-                    c.defaults.entry(skill.name.clone()).or_default().insert(k.clone(), v.clone());
+                    c.defaults
+                        .entry(skill.name.clone())
+                        .or_default()
+                        .insert(k.clone(), v.clone());
                 }
             }
             Ok(())
@@ -165,7 +176,10 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
             // The Go omac remembers every value as a global default for `register --defaults`.
             if let Err(e) = skill_config::update(env, Scope::Global, |c| {
                 for (k, v) in &new_values {
-                    c.defaults.entry(skill.name.clone()).or_default().insert(k.clone(), v.clone());
+                    c.defaults
+                        .entry(skill.name.clone())
+                        .or_default()
+                        .insert(k.clone(), v.clone());
                 }
                 Ok(())
             }) {
@@ -177,10 +191,13 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
     // The layer: imported (and pinned against gc) before the registry points at it.
     let store = skillctx::store(env)?;
     let _pin = store.pin(&digest)?;
-    let imported = store.import_dir(&cand.dir, Some(&digest)).map_err(|e| match e {
-        Error::Changed { .. } => anyhow::Error::new(e).context("the skill changed while it was being registered; run the command again"),
-        other => other.into(),
-    })?;
+    let imported = store
+        .import_dir(&cand.dir, Some(&digest))
+        .map_err(|e| match e {
+            Error::Changed { .. } => anyhow::Error::new(e)
+                .context("the skill changed while it was being registered; run the command again"),
+            other => other.into(),
+        })?;
 
     let stored_dir = match cand.scope {
         Scope::Workdir => cand
@@ -214,7 +231,10 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
         Ok(())
     })?;
     if let Err(e) = index::record(&store, &files.registry) {
-        eprintln!("omac: warning: could not record {} for `omac skills gc`: {e}", files.registry.display());
+        eprintln!(
+            "omac: warning: could not record {} for `omac skills gc`: {e}",
+            files.registry.display()
+        );
     }
 
     let place = match cand.scope {
@@ -224,7 +244,11 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
     println!("[ok] registered {} ({place})", skill.name);
     println!(
         "     layer {digest} {} ({})",
-        if imported.created { "stored" } else { "already stored" },
+        if imported.created {
+            "stored"
+        } else {
+            "already stored"
+        },
         imported.path.display()
     );
     if kc_volatile {
@@ -246,7 +270,12 @@ pub fn run(env: &Env, args: RegisterArgs) -> anyhow::Result<i32> {
 }
 
 /// Finds the one directory to register (exit 4 if none, 2 if the choice is ambiguous).
-fn resolve_target(env: &Env, name: &str, harness: Option<&str>, global: bool) -> anyhow::Result<Candidate> {
+fn resolve_target(
+    env: &Env,
+    name: &str,
+    harness: Option<&str>,
+    global: bool,
+) -> anyhow::Result<Candidate> {
     let mut cands = match harness_arg(harness)? {
         Some(h) => discover::candidates(env, h, name)?,
         None => discover::candidates_all(env, name)?,
@@ -276,7 +305,14 @@ fn resolve_target(env: &Env, name: &str, harness: Option<&str>, global: bool) ->
     let table = || {
         cands
             .iter()
-            .map(|c| format!("  {:<12} {:<8} {}", c.harness, c.scope.as_str(), c.dir.display()))
+            .map(|c| {
+                format!(
+                    "  {:<12} {:<8} {}",
+                    c.harness,
+                    c.scope.as_str(),
+                    c.dir.display()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -287,7 +323,10 @@ fn resolve_target(env: &Env, name: &str, harness: Option<&str>, global: bool) ->
             .map(|c| c.harness.clone())
             .unwrap_or_default();
         return Err(Error::Ambiguous {
-            message: format!("several skills named {name:?} are in scope:\n  HARNESS      SCOPE    PATH\n{}", table()),
+            message: format!(
+                "several skills named {name:?} are in scope:\n  HARNESS      SCOPE    PATH\n{}",
+                table()
+            ),
             fix: format!("pick a harness: `omac register {name} --harness {example}`"),
         }
         .into());
@@ -339,10 +378,17 @@ fn check_command_in_layer(skill: &Skill, command: &[String]) -> Result<(), Error
         let Some((file, dirs)) = names.split_last() else {
             continue;
         };
-        let excluded_dir = dirs.iter().find(|d| omac_skills::exclude::is_excluded_dir(d));
+        let excluded_dir = dirs
+            .iter()
+            .find(|d| omac_skills::exclude::is_excluded_dir(d));
         if excluded_dir.is_some() || omac_skills::exclude::is_excluded_file(file) {
             let what = excluded_dir
-                .map(|d| format!("inside {}/, a build or cache folder", String::from_utf8_lossy(d)))
+                .map(|d| {
+                    format!(
+                        "inside {}/, a build or cache folder",
+                        String::from_utf8_lossy(d)
+                    )
+                })
                 .unwrap_or_else(|| "an editor or cache file".into());
             return Err(Error::invalid(
                 skill.file("omac.yaml"),
@@ -394,7 +440,11 @@ fn print_install_box(os: &str, script: &Path) {
     let line = format!("bash {}", script.display());
     let title = format!("NEXT STEP: install dependencies ({os})");
     let note = "omac does not run this for you. Inspect it, then run:";
-    let width = [line.len() + 4, title.len(), note.len()].into_iter().max().unwrap_or(0) + 2;
+    let width = [line.len() + 4, title.len(), note.len()]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        + 2;
     let bar = "─".repeat(width);
     println!();
     println!("┌{bar}┐");

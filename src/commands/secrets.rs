@@ -30,27 +30,48 @@ fn notice_if_volatile(kc: &Keychain) {
 
 fn list(env: &Env, skill: &str) -> anyhow::Result<i32> {
     let r = registered(env, skill)?;
-    let specs = r.skill.meta.sidecar.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    let specs = r
+        .skill
+        .meta
+        .sidecar
+        .as_ref()
+        .map(|s| s.secrets.clone())
+        .unwrap_or_default();
     if specs.is_empty() {
         println!("(no secrets declared)");
         return Ok(0);
     }
     let kc = Keychain::open()?;
     let workdir = (r.scope == Scope::Workdir).then_some(env.workdir.as_path());
-    let passthrough = r.skill.meta.sidecar.as_ref().map(|s| s.env_passthrough.clone()).unwrap_or_default();
-    println!("{:<28} {:<8} {:<24} DESCRIPTION", "NAME", "REQUIRED", "A RUN USES");
+    let passthrough = r
+        .skill
+        .meta
+        .sidecar
+        .as_ref()
+        .map(|s| s.env_passthrough.clone())
+        .unwrap_or_default();
+    println!(
+        "{:<28} {:<8} {:<24} DESCRIPTION",
+        "NAME", "REQUIRED", "A RUN USES"
+    );
     for s in &specs {
         let status = match secrets::resolve_for_run(&kc, workdir, skill, s, &passthrough, false) {
             Ok(Some((_, src))) => match src {
                 secrets::Source::KeychainWorkdir => "keychain".to_string(),
-                secrets::Source::KeychainGlobal if workdir.is_some() => "keychain (global item)".into(),
+                secrets::Source::KeychainGlobal if workdir.is_some() => {
+                    "keychain (global item)".into()
+                }
                 secrets::Source::KeychainGlobal => "keychain".into(),
                 secrets::Source::SecretVar(v) | secrets::Source::Passthrough(v) => format!("${v}"),
             },
             Ok(None) => "absent".into(),
             Err(e) => format!("invalid: {e}"),
         };
-        let req = if s.is_required() { "required" } else { "optional" };
+        let req = if s.is_required() {
+            "required"
+        } else {
+            "optional"
+        };
         println!("{:<28} {:<8} {:<24} {}", s.name, req, status, s.description);
     }
     eprintln!("(keychain: {}, {})", kc.backend().name(), kc.why());
@@ -59,7 +80,14 @@ fn list(env: &Env, skill: &str) -> anyhow::Result<i32> {
 
 fn set(env: &Env, skill: &str, name: &str, from_stdin: bool) -> anyhow::Result<i32> {
     let r = registered(env, skill)?;
-    let Some(spec) = r.skill.meta.sidecar.as_ref().and_then(|s| s.secret(name)).cloned() else {
+    let Some(spec) = r
+        .skill
+        .meta
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.secret(name))
+        .cloned()
+    else {
         return Err(Failure::new(
             Code::Config,
             format!("skill {skill:?} declares no secret named {name:?} (see `omac secrets list {skill}`)"),
@@ -82,7 +110,11 @@ fn set(env: &Env, skill: &str, name: &str, from_stdin: bool) -> anyhow::Result<i
             v = Secret::new(t);
         }
         if v.is_empty() {
-            return Err(Failure::new(Code::Secret, format!("no value for {name} on standard input")).into());
+            return Err(Failure::new(
+                Code::Secret,
+                format!("no value for {name} on standard input"),
+            )
+            .into());
         }
         from_file.insert(name.to_string(), v);
     }
@@ -98,7 +130,10 @@ fn set(env: &Env, skill: &str, name: &str, from_stdin: bool) -> anyhow::Result<i
     };
     match target.acquire(&spec)? {
         Outcome::Stored(_) => {
-            println!("[ok] stored {skill}/{name} in the keychain ({})", kc.backend().name());
+            println!(
+                "[ok] stored {skill}/{name} in the keychain ({})",
+                kc.backend().name()
+            );
             notice_if_volatile(&kc);
             Ok(0)
         }
@@ -121,7 +156,10 @@ fn set(env: &Env, skill: &str, name: &str, from_stdin: bool) -> anyhow::Result<i
 fn unset(env: &Env, skill: &str, name: &str) -> anyhow::Result<i32> {
     let kc = Keychain::open()?;
     let mut n = 0;
-    for scope in [secrets::Scope::workdir(&env.workdir), secrets::Scope::Global] {
+    for scope in [
+        secrets::Scope::workdir(&env.workdir),
+        secrets::Scope::Global,
+    ] {
         if kc.delete(&scope.service(skill), name)? {
             n += 1;
         }
@@ -142,7 +180,10 @@ fn import(env: &Env, skill: &str, from: &std::path::Path) -> anyhow::Result<i32>
         let Some(spec) = sidecar.secret(k) else {
             return Err(Failure::new(
                 Code::Config,
-                format!("{k} in {} is not declared in {skill}'s sidecar.secrets", from.display()),
+                format!(
+                    "{k} in {} is not declared in {skill}'s sidecar.secrets",
+                    from.display()
+                ),
             )
             .into());
         };

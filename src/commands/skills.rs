@@ -32,7 +32,11 @@ pub fn run(env: &Env, cmd: SkillsCommand) -> anyhow::Result<i32> {
                 out.report.removed.len(),
                 out.report.kept,
                 out.registries.len(),
-                if out.registries.len() == 1 { "y" } else { "ies" }
+                if out.registries.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             );
             Ok(0)
         }

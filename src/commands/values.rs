@@ -72,8 +72,12 @@ impl SecretTarget<'_> {
 
     fn checked(&self, spec: &SecretSpec, v: &Secret, from: &str) -> anyhow::Result<()> {
         let text = v.expose_str().unwrap_or_default();
-        spec.check(text)
-            .map_err(|e| refused(format!("secret {} of skill {} ({from}): {e}", spec.name, self.skill)))
+        spec.check(text).map_err(|e| {
+            refused(format!(
+                "secret {} of skill {} ({from}): {e}",
+                spec.name, self.skill
+            ))
+        })
     }
 
     /// Gets one secret into the keychain (see the module doc for the order).
@@ -84,7 +88,10 @@ impl SecretTarget<'_> {
                 return Ok(Outcome::Kept);
             }
             if self.declined.contains(&spec.name) && !spec.is_required() {
-                status("[skip]", &format!("{} (optional, declined before)", spec.name));
+                status(
+                    "[skip]",
+                    &format!("{} (optional, declined before)", spec.name),
+                );
                 return Ok(Outcome::Declined);
             }
         }
@@ -111,7 +118,10 @@ impl SecretTarget<'_> {
         if !self.interactive {
             if let Some(v) = default {
                 self.store(spec, &v)?;
-                status("stored", &format!("{} (from ${})", spec.name, spec.default_from_env));
+                status(
+                    "stored",
+                    &format!("{} (from ${})", spec.name, spec.default_from_env),
+                );
                 return Ok(Outcome::Stored(format!("${}", spec.default_from_env)));
             }
             return Ok(if spec.is_required() {
@@ -119,7 +129,10 @@ impl SecretTarget<'_> {
             } else {
                 status(
                     "[skip]",
-                    &format!("{} (optional; not provided, and no terminal to ask)", spec.name),
+                    &format!(
+                        "{} (optional; not provided, and no terminal to ask)",
+                        spec.name
+                    ),
                 );
                 Outcome::NotProvided
             });
@@ -139,7 +152,10 @@ impl SecretTarget<'_> {
             if v.is_empty() {
                 if let Some(d) = &default {
                     self.store(spec, d)?;
-                    status("stored", &format!("{} (from ${})", spec.name, spec.default_from_env));
+                    status(
+                        "stored",
+                        &format!("{} (from ${})", spec.name, spec.default_from_env),
+                    );
                     return Ok(Outcome::Stored(format!("${}", spec.default_from_env)));
                 }
                 if !spec.is_required() {
@@ -198,7 +214,8 @@ pub fn acquire_field(
     interactive: bool,
 ) -> anyhow::Result<(Outcome, Option<String>)> {
     let canon = |raw: &str, from: &str| {
-        fields::canonicalise(spec, raw).map_err(|e| refused(format!("config field {} ({from}): {e}", spec.name)))
+        fields::canonicalise(spec, raw)
+            .map_err(|e| refused(format!("config field {} ({from}): {e}", spec.name)))
     };
     if !reprompt {
         if stored.is_some() {
@@ -206,7 +223,10 @@ pub fn acquire_field(
             return Ok((Outcome::Kept, None));
         }
         if declined.contains(&spec.name) && !spec.is_required() {
-            status("[skip]", &format!("{} (optional, declined before)", spec.name));
+            status(
+                "[skip]",
+                &format!("{} (optional, declined before)", spec.name),
+            );
             return Ok((Outcome::Declined, None));
         }
     }
@@ -241,7 +261,10 @@ pub fn acquire_field(
         }
         status(
             "[skip]",
-            &format!("{} (optional; not provided, and no terminal to ask)", spec.name),
+            &format!(
+                "{} (optional; not provided, and no terminal to ask)",
+                spec.name
+            ),
         );
         return Ok((Outcome::NotProvided, None));
     }

@@ -20,7 +20,10 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         let Some((k, v)) = line.split_once('=') else {
-            return Err(format!("{what}: line {} has no '=' (expected KEY=VALUE)", i + 1));
+            return Err(format!(
+                "{what}: line {} has no '=' (expected KEY=VALUE)",
+                i + 1
+            ));
         };
         out.push((k.trim().to_string(), v.to_string()));
     }
@@ -29,9 +32,10 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<(String, String)>, String> {
 
 /// Reads a secrets file into secrets; warns when others may read the file.
 pub fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Secret>> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        Failure::new(Code::Config, format!("cannot read {}: {e}", path.display()))
-    })?);
+    let bytes =
+        Zeroizing::new(std::fs::read(path).map_err(|e| {
+            Failure::new(Code::Config, format!("cannot read {}: {e}", path.display()))
+        })?);
     if let Ok(m) = std::fs::metadata(path) {
         if m.permissions().mode() & 0o077 != 0 {
             eprintln!(
@@ -40,9 +44,14 @@ pub fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Secret>> {
             );
         }
     }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Failure::new(Code::Config, format!("{} is not UTF-8 text", path.display())))?;
-    let pairs = parse(text, &path.display().to_string()).map_err(|e| Failure::new(Code::Config, e))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Failure::new(
+            Code::Config,
+            format!("{} is not UTF-8 text", path.display()),
+        )
+    })?;
+    let pairs =
+        parse(text, &path.display().to_string()).map_err(|e| Failure::new(Code::Config, e))?;
     Ok(pairs
         .into_iter()
         .map(|(k, v)| (k, Secret::from_string(v)))
@@ -53,7 +62,8 @@ pub fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Secret>> {
 pub fn read_fields(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(Code::Config, format!("cannot read {}: {e}", path.display())))?;
-    let pairs = parse(&text, &path.display().to_string()).map_err(|e| Failure::new(Code::Config, e))?;
+    let pairs =
+        parse(&text, &path.display().to_string()).map_err(|e| Failure::new(Code::Config, e))?;
     Ok(pairs.into_iter().collect())
 }
 
@@ -64,7 +74,11 @@ mod tests {
         let p = super::parse("# c\n\n A=1 \nB==x=\nC=\n", "f").unwrap();
         assert_eq!(
             p,
-            vec![("A".into(), "1".into()), ("B".into(), "=x=".into()), ("C".into(), "".into())]
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "=x=".into()),
+                ("C".into(), "".into())
+            ]
         );
         let e = super::parse("A=1\nnope\n", "f").unwrap_err();
         assert!(e.contains("line 2"), "{e}");

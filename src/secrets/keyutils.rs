@@ -21,7 +21,12 @@ const KEYCTL_DESCRIBE: libc::c_long = 6;
 const KEYCTL_GET_PERSISTENT: libc::c_long = 22;
 const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
 
-fn keyctl(op: libc::c_long, a: libc::c_long, b: libc::c_long, c: libc::c_long) -> io::Result<libc::c_long> {
+fn keyctl(
+    op: libc::c_long,
+    a: libc::c_long,
+    b: libc::c_long,
+    c: libc::c_long,
+) -> io::Result<libc::c_long> {
     // SAFETY: keyctl with integer arguments or a buffer we own (see `describe`).
     let r = unsafe { libc::syscall(libc::SYS_keyctl, op, a, b, c) };
     if r < 0 {

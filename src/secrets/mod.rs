@@ -73,7 +73,7 @@ pub fn resolve_for_run(
         return Ok(Some((v, Source::KeychainGlobal)));
     }
     let mut from_env = vec![(env_var(&spec.name), true)];
-    if passthrough.iter().any(|p| *p == spec.name) {
+    if passthrough.contains(&spec.name) {
         from_env.push((spec.name.clone(), false));
     }
     for (var, is_secret_var) in from_env {
@@ -83,8 +83,9 @@ pub fn resolve_for_run(
         let v = Secret::new(std::os::unix::ffi::OsStringExt::into_vec(v));
         if !skip_pattern {
             let text = v.expose_str().unwrap_or_default();
-            spec.check(text)
-                .map_err(|e| crate::exit::Failure::new(crate::exit::Code::Secret, format!("${var}: {e}")))?;
+            spec.check(text).map_err(|e| {
+                crate::exit::Failure::new(crate::exit::Code::Secret, format!("${var}: {e}"))
+            })?;
         }
         let src = if is_secret_var {
             Source::SecretVar(var)

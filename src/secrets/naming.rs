@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn names_match_the_go_omac() {
         assert_eq!(Scope::Global.service("echo-rest"), "omac/echo-rest");
-        assert_eq!(Scope::Defaults.service("echo-rest"), "omac/__defaults__/echo-rest");
+        assert_eq!(
+            Scope::Defaults.service("echo-rest"),
+            "omac/__defaults__/echo-rest"
+        );
         // sha256("/home/u/proj"), as `printf %s /home/u/proj | sha256sum` prints it.
         let want = hex::encode(Sha256::digest(b"/home/u/proj"));
         assert_eq!(

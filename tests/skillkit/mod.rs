@@ -75,7 +75,9 @@ impl World {
         copy_dir(&fixture(), &dir);
         for f in ["omac.yaml", "SKILL.md"] {
             let p = dir.join(f);
-            let text = std::fs::read_to_string(&p).unwrap().replace("echo-skill", name);
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("echo-skill", name);
             std::fs::write(&p, text).unwrap();
         }
         dir
@@ -93,7 +95,10 @@ impl World {
             .current_dir(&self.work)
             .env_clear()
             .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("LANG", "C.UTF-8")
             .env("PWD", &self.work)
             .stdin(Stdio::null());
@@ -111,7 +116,13 @@ impl World {
     /// Runs omac with `input` on stdin.
     pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
-        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
     }
