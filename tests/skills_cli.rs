@@ -227,9 +227,16 @@ fn global_skills_register_globally_with_absolute_paths() {
             .unwrap();
     assert_eq!(reg["registered"][0]["skill_dir"], dir.display().to_string());
     assert!(!w.work.join(".opencode/sidecar.json").exists());
-    // A workdir copy of the same name makes plain `register` ambiguous; --global picks.
+    // With a workdir copy of the same name, plain `register` takes the workdir one (the one
+    // sessions use) and says so; --global still picks the global one.
     w.skill(&name);
-    expect(&w.run(&["register", &name, "--no-secrets"]), 2);
+    let o = w.run(&["register", &name, "--no-secrets"]);
+    expect(&o, 0);
+    assert!(stderr(&o).contains("--global"), "{}", text(&o));
+    assert_eq!(
+        w.registry()["registered"][0]["skill_dir"],
+        format!(".opencode/skills/{name}")
+    );
     expect(&w.run(&["register", &name, "--no-secrets", "--global"]), 0);
 }
 
@@ -401,4 +408,51 @@ fn digest_command_prints_the_layer_digest() {
     expect(&o, 0);
     let d = stdout(&o);
     assert!(d.starts_with("sha256:") && d.trim().len() == 71, "{d}");
+}
+
+#[test]
+fn secret_sources_are_pattern_checked_and_keychain_failures_exit_8() {
+    let mut w = World::new();
+    let name = unique("pat");
+    w.skill(&name);
+    // The fixture's pattern is ^[A-Za-z0-9_-]{3,}$.
+    w.var("OMAC_SECRET_ECHO_API_KEY", "x!");
+    let o = w.run(&["register", &name]);
+    expect(&o, 9);
+    assert!(stderr(&o).contains("does not match"), "{}", text(&o));
+    let file = w.tmp.path().join("s.env");
+    std::fs::write(&file, "ECHO_API_KEY=no good\n").unwrap();
+    w.unvar("OMAC_SECRET_ECHO_API_KEY");
+    expect(
+        &w.run(&["register", &name, "--secrets-from", file.to_str().unwrap()]),
+        9,
+    );
+    std::fs::write(&file, "not a pair\n").unwrap();
+    expect(
+        &w.run(&["register", &name, "--secrets-from", file.to_str().unwrap()]),
+        3,
+    );
+    // No usable keychain: 8, and nothing registered.
+    w.var("OMAC_KEYRING_BACKEND", "secret-service");
+    w.var("OMAC_SECRET_ECHO_API_KEY", "good-value");
+    let o = w.run(&["register", &name]);
+    expect(&o, 8);
+    assert!(!w.work.join(".opencode/sidecar.json").exists());
+}
+
+#[test]
+fn reprompting_without_a_terminal_keeps_what_is_stored() {
+    let mut w = World::new();
+    let name = unique("keep");
+    w.skill(&name);
+    w.var("OMAC_SECRET_ECHO_API_KEY", "kept-value");
+    expect(&w.run(&["register", &name]), 0);
+    w.unvar("OMAC_SECRET_ECHO_API_KEY");
+    let o = w.run(&["register", &name, "--reprompt-secrets", "--reprompt-fields"]);
+    expect(&o, 0);
+    assert!(stderr(&o).contains("[keep] ECHO_API_KEY"), "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&w.run(&["config", "show", &name, "--json"]).stdout).unwrap();
+    assert_ne!(v["secrets"][0]["fingerprint"], "<missing>");
+    purge(&w, &name);
 }

@@ -20,7 +20,11 @@ pub fn run(env: &Env, args: DeregisterArgs) -> anyhow::Result<i32> {
         return prune(env);
     }
     let Some(name) = args.skill.clone() else {
-        return Ok(2);
+        return Err(crate::exit::Failure::new(
+            crate::exit::Code::Misuse,
+            "name the skill to deregister, or pass --prune",
+        )
+        .into());
     };
     let harness = harness_arg(args.harness.as_deref())?;
     let key = harness.map(|h| h.name);

@@ -332,11 +332,24 @@ fn resolve_target(
         .into());
     }
     if cands.len() > 1 {
-        return Err(Error::Ambiguous {
-            message: format!("{name:?} exists in the workdir and globally:\n  HARNESS      SCOPE    PATH\n{}", table()),
-            fix: format!("`omac register {name} --global` for the global one; a workdir copy is not registered over it silently"),
-        }
-        .into());
+        // One harness, several copies: the first in search order is the one a session runs
+        // (workdir before global, the harness's own folder before .agents), so that one is
+        // registered, and the user is told about the others.
+        let others: Vec<String> = cands[1..]
+            .iter()
+            .map(|c| format!("{} ({})", c.dir.display(), c.scope.as_str()))
+            .collect();
+        eprintln!(
+            "[info] {name} also exists at {}; registering {} ({}), which is the one sessions use{}",
+            others.join(", "),
+            cands[0].dir.display(),
+            cands[0].scope.as_str(),
+            if cands.iter().any(|c| c.scope == Scope::Global) && cands[0].scope == Scope::Workdir {
+                "; pass --global for the global one"
+            } else {
+                ""
+            }
+        );
     }
     Ok(cands.remove(0))
 }

@@ -116,6 +116,16 @@ impl SecretTarget<'_> {
             .map(|v| Secret::new(std::os::unix::ffi::OsStringExt::into_vec(v)))
             .filter(|v| spec.check(v.expose_str().unwrap_or_default()).is_ok());
         if !self.interactive {
+            if self.reprompt && self.kc.get(&self.service, &spec.name)?.is_some() {
+                status(
+                    "[keep]",
+                    &format!(
+                        "{} (no terminal to ask again; kept the stored value)",
+                        spec.name
+                    ),
+                );
+                return Ok(Outcome::Kept);
+            }
             if let Some(v) = default {
                 self.store(spec, &v)?;
                 status(
@@ -251,6 +261,16 @@ pub fn acquire_field(
         (v, format!("${}", spec.default_from_env))
     };
     if !interactive {
+        if reprompt && stored.is_some() {
+            status(
+                "[keep]",
+                &format!(
+                    "{} (no terminal to ask again; kept the stored value)",
+                    spec.name
+                ),
+            );
+            return Ok((Outcome::Kept, None));
+        }
         if let Some(d) = &default {
             let c = canon(d, &default_src)?;
             status("set", &format!("{} = {c} ({default_src})", spec.name));

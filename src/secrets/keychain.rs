@@ -90,7 +90,7 @@ pub enum KeychainError {
         fix: String,
     },
     /// An operation failed.
-    #[error("keychain ({backend}) {op} {service}/{account}: {reason}")]
+    #[error("keychain ({backend}) {op} {service}/{account}: {reason}\n  fix: {fix}")]
     Failed {
         /// The backend.
         backend: &'static str,
@@ -102,6 +102,8 @@ pub enum KeychainError {
         account: String,
         /// The backend's message (never a value).
         reason: String,
+        /// What to do.
+        fix: String,
     },
 }
 
@@ -174,12 +176,25 @@ impl Keychain {
     }
 
     fn failed(&self, op: &'static str, service: &str, account: &str, e: &KrError) -> KeychainError {
+        let reason = describe(e);
+        let lower = reason.to_ascii_lowercase();
+        let fix = match self.backend {
+            Backend::SecretService if lower.contains("prompt") || lower.contains("locked") => {
+                "unlock the keyring (log in to the desktop session, or start gnome-keyring-daemon \
+                 with --unlock), or on a headless host set OMAC_KEYRING_BACKEND=keyutils"
+            }
+            Backend::SecretService => "check that the Secret Service daemon runs, or set OMAC_KEYRING_BACKEND=keyutils",
+            Backend::Keyutils => "check `keyctl show @s`; secrets can also come from OMAC_SECRET_<NAME>",
+            Backend::MacOs => "unlock the login keychain (Keychain Access)",
+            Backend::Windows => "check the Credential Manager",
+        };
         KeychainError::Failed {
             backend: self.backend.name(),
             op,
             service: service.to_string(),
             account: account.to_string(),
-            reason: describe(e),
+            reason,
+            fix: fix.to_string(),
         }
     }
 
