@@ -103,7 +103,7 @@ pub enum KeychainError {
         /// The backend's message (never a value).
         reason: String,
         /// What to do.
-        fix: String,
+        fix: &'static str,
     },
 }
 
@@ -183,8 +183,12 @@ impl Keychain {
                 "unlock the keyring (log in to the desktop session, or start gnome-keyring-daemon \
                  with --unlock), or on a headless host set OMAC_KEYRING_BACKEND=keyutils"
             }
-            Backend::SecretService => "check that the Secret Service daemon runs, or set OMAC_KEYRING_BACKEND=keyutils",
-            Backend::Keyutils => "check `keyctl show @s`; secrets can also come from OMAC_SECRET_<NAME>",
+            Backend::SecretService => {
+                "check that the Secret Service daemon runs, or set OMAC_KEYRING_BACKEND=keyutils"
+            }
+            Backend::Keyutils => {
+                "check `keyctl show @s`; secrets can also come from OMAC_SECRET_<NAME>"
+            }
             Backend::MacOs => "unlock the login keychain (Keychain Access)",
             Backend::Windows => "check the Credential Manager",
         };
@@ -194,7 +198,7 @@ impl Keychain {
             service: service.to_string(),
             account: account.to_string(),
             reason,
-            fix: fix.to_string(),
+            fix,
         }
     }
 
