@@ -1,10 +1,19 @@
 //! One module per command; `run` dispatches.
 
 mod bundle;
+mod config;
+mod deregister;
+mod list;
+mod register;
+mod secrets;
+mod skillctx;
+mod skills;
+mod values;
 
 use anyhow::Context;
 
 use crate::cli::{BundleCommand, Cli, Command};
+use skillctx::skill_env;
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -22,6 +31,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "omac", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Register(args) => register::run(&skill_env(&cli.workdir)?, args),
+        Command::Deregister(args) => deregister::run(&skill_env(&cli.workdir)?, args),
+        Command::List(args) => list::run(&skill_env(&cli.workdir)?, args),
+        Command::Secrets(c) => secrets::run(&skill_env(&cli.workdir)?, c),
+        Command::Config(c) => config::run(&skill_env(&cli.workdir)?, c),
+        Command::Skills(c) => skills::run(&skill_env(&cli.workdir)?, c),
         Command::Bundle(b) => match b {
             BundleCommand::Create(args) => bundle::create(&workdir, args),
             BundleCommand::Explain { dir, json } => bundle::explain(&dir, json),
