@@ -1,7 +1,7 @@
 //! Session → `config.json` + `omac.json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::env;
 use crate::ext::{self, Bridge, Extension, Landlock, NetRules, NetworkPolicy, Prompt};
@@ -74,6 +74,8 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         .devices
         .iter()
         .map(PathBuf::from)
+        // The default devices are always there (see view::DEVICES).
+        .filter(|d| !view::DEVICES.iter().any(|v| Path::new(v) == d))
         .filter(|d| {
             let ok = std::fs::symlink_metadata(d).is_ok();
             if !ok {
