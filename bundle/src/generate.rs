@@ -142,6 +142,25 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         }
     }
 
+    let fs_rules = view::landlock_rules(&grant_list, &devices, &host.home);
+    // Landlock rights only add up along a path: beneath a readable rule nothing is write-only.
+    for g in grant_list
+        .iter()
+        .filter(|g| g.access == grants::Access::WRITE)
+    {
+        let readable_above = fs_rules.iter().find(|r| {
+            Path::new(&r.path) != g.path
+                && g.path.starts_with(&r.path)
+                && r.access.iter().any(|a| a == "read_file")
+        });
+        if let Some(r) = readable_above {
+            warnings.push(format!(
+                "{} is granted write-only but lies under {}, which is readable: it is readable too",
+                g.path.display(),
+                r.path
+            ));
+        }
+    }
     let prompt = net.network_prompt.clone();
     let harness_vars: &[&str] = session.harness.map(|h| h.env).unwrap_or(&[]);
     let deny_vars = profile
@@ -175,7 +194,7 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         landlock: Landlock {
             min_abi: rights::MIN_ABI,
             required: require.iter().any(|r| r == "landlock-fs"),
-            fs: view::landlock_rules(&grant_list, &devices, &host.home),
+            fs: fs_rules,
             net: net_rules,
             scopes: vec!["abstract_unix_socket".into(), "signal".into()],
         },

@@ -4,9 +4,11 @@
 //! This crate is pure: data in, files out. It runs no process and opens no socket.
 
 pub mod command;
+pub mod diff;
 pub mod domain;
 pub mod env;
 mod error;
+pub mod explain;
 pub mod ext;
 pub mod generate;
 pub mod grants;
@@ -18,7 +20,9 @@ pub mod profile;
 pub mod protected;
 pub mod render;
 pub mod rights;
+pub mod schema;
 pub mod session;
+pub mod verify;
 pub mod view;
 pub mod walk;
 pub mod worktree;

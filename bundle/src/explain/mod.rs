@@ -1,0 +1,746 @@
+//! `omac bundle explain`: what a bundle lets the agent read, write, execute, reach and call,
+//! as data ([`Explanation`]) and in plain words ([`text::render`]).
+//!
+//! It reads `config.json` alone for a plain OCI bundle and adds what `omac.json` says
+//! (Landlock, the network policy, the environment passed at run time, skills, the required
+//! enforcement) for an omac bundle. The JSON form (`--json`) is the [`Explanation`]
+//! serialized with sorted keys; its layout is versioned by [`FORMAT`] and documented field
+//! by field below. Paths are always those seen inside the sandbox.
+
+pub mod text;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::ext::{self, Bridge, Facade, NetRules, NetworkPolicy, Sidecar, SkillLayer};
+use crate::load::Loaded;
+use crate::oci::{Capabilities, IdMapping, Mount, Rlimit, Spec};
+
+/// Version of the explanation's JSON layout; bumped on incompatible changes.
+pub const FORMAT: u32 = 1;
+
+/// Namespaces a sandbox is expected to create; the ones missing are reported.
+pub const EXPECTED_NAMESPACES: &[&str] =
+    &["user", "mount", "pid", "ipc", "uts", "network", "cgroup"];
+
+/// Device nodes every OCI runtime supplies by itself ("default devices" of the spec).
+pub const RUNTIME_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+];
+
+/// Everything `explain` says about one bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// What the bundle is and what it runs.
+    pub bundle: BundleInfo,
+    /// The filesystem view.
+    pub filesystem: FilesystemView,
+    /// Network reach.
+    pub network: NetworkView,
+    /// The syscall filter.
+    pub syscalls: SyscallView,
+    /// The environment.
+    pub environment: EnvironmentView,
+    /// Skill layers, sidecars and the facade.
+    pub skills: SkillsView,
+    /// Namespaces, ids, capabilities and limits.
+    pub isolation: IsolationView,
+    /// The enforcement the bundle requires.
+    pub enforcement: EnforcementView,
+    /// Things a reviewer should notice (weak spots, missing layers).
+    pub notes: Vec<String>,
+}
+
+/// `bundle`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleInfo {
+    /// The bundle directory as given.
+    pub dir: String,
+    /// `omac` (with `omac.json`) or `oci` (config.json alone).
+    pub kind: String,
+    /// `ociVersion` of config.json.
+    pub oci_version: String,
+    /// The profile the bundle was made from (omac bundles).
+    pub profile: Option<ext::ProfileInfo>,
+    /// The harness (omac bundles).
+    pub harness: Option<String>,
+    /// argv of the process.
+    pub args: Vec<String>,
+    /// Its working directory.
+    pub cwd: String,
+    /// uid it runs as (inside).
+    pub uid: u32,
+    /// gid it runs as (inside).
+    pub gid: u32,
+    /// Whether it gets a terminal.
+    pub terminal: bool,
+    /// Hostname inside.
+    pub hostname: Option<String>,
+}
+
+/// One host path visible inside.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathGrant {
+    /// Path inside the sandbox.
+    pub path: String,
+    /// Host path, when it is not the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// An empty filesystem made for the sandbox (tmpfs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scratch {
+    /// Where it appears.
+    pub path: String,
+    /// Size limit (`size=` option), if any.
+    pub size: Option<String>,
+    /// Whether programs may run from it.
+    pub exec: bool,
+    /// Whether the agent may write there.
+    pub writable: bool,
+    /// What it is for, when known.
+    pub purpose: Option<String>,
+}
+
+/// A masked path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hidden {
+    /// The path.
+    pub path: String,
+    /// `baseline`, `profile`, `env-file` (from omac.json), `kernel` or `config`.
+    pub rule: String,
+    /// The rule in words.
+    pub why: String,
+}
+
+/// A device node available inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    /// Path inside.
+    pub path: String,
+    /// `runtime` (a default device), `bind` (the host's node) or `node` (created).
+    pub how: String,
+}
+
+/// A kernel filesystem mounted inside (proc, devpts, sysfs, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Special {
+    /// Where.
+    pub path: String,
+    /// Filesystem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Mount options.
+    pub options: Vec<String>,
+}
+
+/// `filesystem`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesystemView {
+    /// The root directory (relative to the bundle) and whether it is read-only.
+    pub root: String,
+    /// Whether the root is read-only.
+    pub root_readonly: bool,
+    /// The work directory and its access (`none`, `read`, `write`, `readwrite`).
+    pub workdir: Option<ext::WorkdirInfo>,
+    /// Host paths readable but not writable.
+    pub read_only: Vec<PathGrant>,
+    /// Host paths readable and writable.
+    pub read_write: Vec<PathGrant>,
+    /// Host paths writable but not readable.
+    pub write_only: Vec<PathGrant>,
+    /// Host paths mounted but neither readable nor writable (Landlock grants nothing there).
+    pub unusable: Vec<PathGrant>,
+    /// Paths programs may be executed from (host paths and scratch).
+    pub execute: Vec<String>,
+    /// Empty filesystems made for the sandbox.
+    pub scratch: Vec<Scratch>,
+    /// Masked paths.
+    pub hidden: Vec<Hidden>,
+    /// Kernel paths made read-only.
+    pub readonly_kernel: Vec<String>,
+    /// Device nodes.
+    pub devices: Vec<DeviceView>,
+    /// Kernel filesystems.
+    pub special: Vec<Special>,
+}
+
+/// `network`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkView {
+    /// `own` (a new, empty network namespace), `host`, or `joined` (an existing one).
+    pub namespace: String,
+    /// The joined namespace's path.
+    pub namespace_path: Option<String>,
+    /// omac's network policy (omac bundles).
+    pub policy: Option<NetworkPolicy>,
+    /// Loopback listeners forwarded to omac's sockets.
+    pub bridges: Vec<Bridge>,
+    /// Landlock TCP rules (omac bundles).
+    pub landlock_tcp: Option<NetRules>,
+}
+
+/// A group of omac's syscall policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    /// Group name (`io_uring`, `namespaces`, ...).
+    pub name: String,
+    /// What it refuses, in words.
+    pub description: String,
+    /// Whether every rule of the group is in the filter.
+    pub complete: bool,
+    /// The syscalls of the group the filter refuses.
+    pub refused: Vec<String>,
+}
+
+/// `syscalls`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallView {
+    /// Whether there is a filter at all.
+    pub filtered: bool,
+    /// The action for syscalls no rule matches.
+    pub default_action: Option<String>,
+    /// Entry points admitted (`SCMP_ARCH_X86_64`, ...).
+    pub architectures: Vec<String>,
+    /// Groups of omac's policy the filter refuses (wholly or in part).
+    pub groups: Vec<GroupView>,
+    /// Groups of omac's policy the filter does not refuse at all.
+    pub not_refused: Vec<GroupView>,
+    /// Refusing rules that belong to no group: `name -> ERRNO`.
+    pub other: Vec<String>,
+}
+
+/// `environment`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentView {
+    /// `NAME=value` set by config.json.
+    pub fixed: Vec<String>,
+    /// Host variables copied at run time (omac bundles): names, `PREFIX*`, `*`.
+    pub passthrough: Vec<String>,
+    /// Host variables never copied (omac bundles).
+    pub blocked: Vec<String>,
+    /// Variables removed last (omac bundles).
+    pub removed: Vec<String>,
+}
+
+/// `skills`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkillsView {
+    /// Skill layers.
+    pub layers: Vec<SkillLayer>,
+    /// Sidecars started on the host.
+    pub sidecars: Vec<Sidecar>,
+    /// The facade (omac bundles).
+    pub facade: Option<Facade>,
+}
+
+/// `isolation`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IsolationView {
+    /// Namespaces created (or joined, with `path`).
+    pub namespaces: Vec<crate::oci::Namespace>,
+    /// Of [`EXPECTED_NAMESPACES`], those not created.
+    pub missing_namespaces: Vec<String>,
+    /// uid mappings of the user namespace.
+    pub uid_mappings: Vec<IdMapping>,
+    /// gid mappings of the user namespace.
+    pub gid_mappings: Vec<IdMapping>,
+    /// Capability sets; `None` when config.json leaves them to the runtime.
+    pub capabilities: Option<Capabilities>,
+    /// Whether no_new_privs is set.
+    pub no_new_privileges: bool,
+    /// Resource limits (setrlimit).
+    pub rlimits: Vec<Rlimit>,
+    /// Memory limit in bytes (cgroup).
+    pub memory_limit: Option<i64>,
+    /// Process/thread limit (cgroup).
+    pub pids_limit: Option<i64>,
+    /// CPU limit in CPUs (cgroup quota / period).
+    pub cpu_limit: Option<f64>,
+    /// sysctls set inside.
+    pub sysctl: Vec<String>,
+}
+
+/// `enforcement`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnforcementView {
+    /// Layers that must be present for the run to start, with their meaning.
+    pub required: Vec<LayerView>,
+    /// Landlock settings (omac bundles).
+    pub landlock: Option<LandlockView>,
+}
+
+/// One required layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerView {
+    /// Layer name.
+    pub layer: String,
+    /// What it means.
+    pub meaning: String,
+}
+
+/// Landlock in short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LandlockView {
+    /// Lowest ABI the rules need.
+    pub min_abi: u32,
+    /// Whether a kernel below it stops the run.
+    pub required: bool,
+    /// Number of filesystem rules.
+    pub fs_rules: usize,
+    /// IPC scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Rights the mount and (for omac bundles) Landlock leave on a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rights {
+    read: bool,
+    write: bool,
+    exec: bool,
+}
+
+/// Landlock rights at `path`: rules accumulate from every ancestor down.
+fn landlock_rights(ll: &ext::Landlock, path: &str) -> BTreeSet<String> {
+    ll.fs
+        .iter()
+        .filter(|r| Path::new(path).starts_with(&r.path))
+        .flat_map(|r| r.access.iter().cloned())
+        .collect()
+}
+
+fn rights_of(m: &Mount, ext: Option<&ext::Extension>) -> Rights {
+    let ro = m.options.iter().any(|o| o == "ro");
+    let noexec = m.options.iter().any(|o| o == "noexec");
+    let base = Rights {
+        read: true,
+        write: !ro,
+        exec: !noexec,
+    };
+    match ext {
+        None => base,
+        Some(e) => {
+            let r = landlock_rights(&e.landlock, &m.destination);
+            Rights {
+                read: base.read && r.contains("read_file"),
+                write: base.write && (r.contains("write_file") || r.contains("make_reg")),
+                exec: base.exec && r.contains("execute"),
+            }
+        }
+    }
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.kind.as_deref() == Some("bind") || m.options.iter().any(|o| o == "bind" || o == "rbind")
+}
+
+fn option_value(m: &Mount, key: &str) -> Option<String> {
+    m.options
+        .iter()
+        .find_map(|o| o.strip_prefix(key).map(str::to_string))
+}
+
+/// What a masked path's rule means.
+pub fn rule_meaning(rule: &str) -> &'static str {
+    match rule {
+        "baseline" => "omac's list of credential and shell start-up paths",
+        "profile" => "the profile's filesystem.deny",
+        "env-file" => "a .env-like file found inside a granted tree",
+        "kernel" => "kernel interfaces OCI runtimes hide by default",
+        _ => "masked by config.json",
+    }
+}
+
+fn env_value<'a>(spec: &'a Spec, name: &str) -> Option<&'a str> {
+    spec.process
+        .env
+        .iter()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn scratch_purpose(path: &str, home: Option<&str>, ext: Option<&ext::Extension>) -> Option<String> {
+    if ext.is_some_and(|e| e.facade.socket_dir == path) {
+        return Some("omac's sockets (facade, egress proxy)".into());
+    }
+    if home == Some(path) {
+        return Some("$HOME, empty but for the paths granted inside it".into());
+    }
+    match path {
+        "/tmp" => Some("temporary files".into()),
+        "/dev/shm" => Some("POSIX shared memory".into()),
+        _ => None,
+    }
+}
+
+fn filesystem(spec: &Spec, ext: Option<&ext::Extension>) -> FilesystemView {
+    let home = env_value(spec, "HOME");
+    let mut fs = FilesystemView {
+        root: spec.root.path.clone(),
+        root_readonly: spec.root.readonly,
+        workdir: ext.map(|e| e.workdir.clone()),
+        read_only: vec![],
+        read_write: vec![],
+        write_only: vec![],
+        unusable: vec![],
+        execute: vec![],
+        scratch: vec![],
+        hidden: vec![],
+        readonly_kernel: spec.linux.readonly_paths.clone(),
+        devices: vec![],
+        special: vec![],
+    };
+    let mut devices: Vec<DeviceView> = RUNTIME_DEVICES
+        .iter()
+        .map(|d| DeviceView {
+            path: d.to_string(),
+            how: "runtime".into(),
+        })
+        .collect();
+    for m in &spec.mounts {
+        let dest = m.destination.as_str();
+        let under_dev = Path::new(dest).starts_with("/dev");
+        let kind = m.kind.clone().unwrap_or_default();
+        if is_bind(m) {
+            if under_dev && dest != "/dev/shm" {
+                devices.retain(|d| d.path != dest);
+                devices.push(DeviceView {
+                    path: dest.to_string(),
+                    how: "bind".into(),
+                });
+                continue;
+            }
+            let grant = PathGrant {
+                path: dest.to_string(),
+                source: m.source.clone().filter(|s| s != dest),
+            };
+            let r = rights_of(m, ext);
+            if r.exec && r.read {
+                fs.execute.push(dest.to_string());
+            }
+            match (r.read, r.write) {
+                (true, true) => fs.read_write.push(grant),
+                (true, false) => fs.read_only.push(grant),
+                (false, true) => fs.write_only.push(grant),
+                (false, false) => fs.unusable.push(grant),
+            }
+        } else if kind == "tmpfs" && dest != "/dev" {
+            let r = rights_of(m, ext);
+            if r.exec {
+                fs.execute.push(dest.to_string());
+            }
+            fs.scratch.push(Scratch {
+                path: dest.to_string(),
+                size: option_value(m, "size="),
+                exec: r.exec,
+                writable: r.write,
+                purpose: scratch_purpose(dest, home, ext),
+            });
+        } else {
+            fs.special.push(Special {
+                path: dest.to_string(),
+                kind,
+                options: m.options.clone(),
+            });
+        }
+    }
+    for d in &spec.linux.devices {
+        devices.retain(|x| x.path != d.path);
+        devices.push(DeviceView {
+            path: d.path.clone(),
+            how: format!(
+                "node ({} {}:{})",
+                d.kind,
+                d.major.unwrap_or(0),
+                d.minor.unwrap_or(0)
+            ),
+        });
+    }
+    fs.devices = devices;
+    for p in &spec.linux.masked_paths {
+        let rule = ext
+            .and_then(|e| e.protected.iter().find(|x| &x.path == p))
+            .map(|x| x.rule.clone())
+            .unwrap_or_else(|| {
+                if p.starts_with("/proc/") || p.starts_with("/sys/") {
+                    "kernel".into()
+                } else {
+                    "config".into()
+                }
+            });
+        fs.hidden.push(Hidden {
+            path: p.clone(),
+            why: rule_meaning(&rule).into(),
+            rule,
+        });
+    }
+    fs
+}
+
+fn network(spec: &Spec, ext: Option<&ext::Extension>) -> NetworkView {
+    let ns = spec.linux.namespaces.iter().find(|n| n.kind == "network");
+    let (namespace, namespace_path) = match ns {
+        None => ("host".to_string(), None),
+        Some(n) if n.path.is_some() => ("joined".to_string(), n.path.clone()),
+        Some(_) => ("own".to_string(), None),
+    };
+    NetworkView {
+        namespace,
+        namespace_path,
+        policy: ext.map(|e| e.network.clone()),
+        bridges: ext.map(|e| e.bridges.clone()).unwrap_or_default(),
+        landlock_tcp: ext.map(|e| e.landlock.net.clone()),
+    }
+}
+
+fn syscalls(spec: &Spec) -> SyscallView {
+    let Some(filter) = &spec.linux.seccomp else {
+        return SyscallView {
+            filtered: false,
+            default_action: None,
+            architectures: vec![],
+            groups: vec![],
+            not_refused: omac_seccomp::groups()
+                .iter()
+                .map(|g| GroupView {
+                    name: g.name.into(),
+                    description: g.description.into(),
+                    complete: false,
+                    refused: vec![],
+                })
+                .collect(),
+            other: vec![],
+        };
+    };
+    let (covered, other) = omac_seccomp::describe(filter);
+    let groups: Vec<GroupView> = covered
+        .iter()
+        .map(|c| GroupView {
+            name: c.name.into(),
+            description: c.description.into(),
+            complete: c.complete,
+            refused: c.refused.clone(),
+        })
+        .collect();
+    let not_refused = omac_seccomp::groups()
+        .iter()
+        .filter(|g| !groups.iter().any(|c| c.name == g.name))
+        .map(|g| GroupView {
+            name: g.name.into(),
+            description: g.description.into(),
+            complete: false,
+            refused: vec![],
+        })
+        .collect();
+    let mut default_action = filter.default_action.spec_name();
+    if let Some(e) = filter.default_errno_ret {
+        default_action = format!("{default_action} ({})", omac_seccomp::errno::name_of(e));
+    }
+    SyscallView {
+        filtered: true,
+        default_action: Some(default_action),
+        architectures: filter.architectures.iter().map(|a| a.spec_name()).collect(),
+        groups,
+        not_refused,
+        other,
+    }
+}
+
+fn isolation(spec: &Spec) -> IsolationView {
+    let l = &spec.linux;
+    let res = l.resources.as_ref();
+    let cpu_limit = res.and_then(|r| r.cpu.as_ref()).and_then(|c| {
+        let (q, p) = (c.quota?, c.period?);
+        (q > 0 && p > 0).then(|| q as f64 / p as f64)
+    });
+    IsolationView {
+        namespaces: l.namespaces.clone(),
+        missing_namespaces: EXPECTED_NAMESPACES
+            .iter()
+            .filter(|k| !l.namespaces.iter().any(|n| n.kind == **k))
+            .map(|k| k.to_string())
+            .collect(),
+        uid_mappings: l.uid_mappings.clone(),
+        gid_mappings: l.gid_mappings.clone(),
+        capabilities: spec.process.capabilities.clone(),
+        no_new_privileges: spec.process.no_new_privileges,
+        rlimits: spec.process.rlimits.clone(),
+        memory_limit: res.and_then(|r| r.memory.as_ref()).and_then(|m| m.limit),
+        pids_limit: res.and_then(|r| r.pids.as_ref()).map(|p| p.limit),
+        cpu_limit,
+        sysctl: l.sysctl.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    }
+}
+
+fn enforcement(ext: Option<&ext::Extension>) -> EnforcementView {
+    let Some(e) = ext else {
+        return EnforcementView {
+            required: vec![],
+            landlock: None,
+        };
+    };
+    EnforcementView {
+        required: e
+            .enforcement
+            .require
+            .iter()
+            .map(|l| LayerView {
+                layer: l.clone(),
+                meaning: ext::LAYERS
+                    .iter()
+                    .find(|(n, _)| n == l)
+                    .map(|(_, m)| m.to_string())
+                    .unwrap_or_else(|| "a layer this omac does not know".into()),
+            })
+            .collect(),
+        landlock: Some(LandlockView {
+            min_abi: e.landlock.min_abi,
+            required: e.landlock.required,
+            fs_rules: e.landlock.fs.len(),
+            scopes: e.landlock.scopes.clone(),
+        }),
+    }
+}
+
+fn notes(x: &Explanation, ext: Option<&ext::Extension>) -> Vec<String> {
+    let mut n = Vec::new();
+    if ext.is_none() {
+        n.push(
+            "plain OCI bundle (no omac.json): no Landlock rules, network policy, environment \
+             passthrough or skills; only what config.json says applies"
+                .into(),
+        );
+    }
+    let iso = &x.isolation;
+    if iso.missing_namespaces.iter().any(|k| k == "user") {
+        n.push("no user namespace: ids inside are the host's ids".into());
+    }
+    if iso.missing_namespaces.iter().any(|k| k == "mount") {
+        n.push("no mount namespace: the process sees the host's filesystem".into());
+    }
+    match &iso.capabilities {
+        None => n.push(
+            "capabilities are not set: the runtime decides (runc and crun keep their defaults)"
+                .into(),
+        ),
+        Some(c) => {
+            let kept: BTreeSet<&String> = c
+                .bounding
+                .iter()
+                .chain(&c.effective)
+                .chain(&c.permitted)
+                .chain(&c.inheritable)
+                .chain(&c.ambient)
+                .collect();
+            if !kept.is_empty() {
+                let list: Vec<&str> = kept.iter().map(|s| s.as_str()).collect();
+                n.push(format!("capabilities kept: {}", list.join(", ")));
+            }
+        }
+    }
+    if !iso.no_new_privileges {
+        n.push("no_new_privs is off: setuid programs can raise privileges".into());
+    }
+    if !x.syscalls.filtered {
+        n.push("no syscall filter".into());
+    }
+    if x.network.namespace == "host" {
+        n.push(
+            "the network namespace is the host's: the process can reach whatever the host can"
+                .into(),
+        );
+    }
+    if !x.filesystem.root_readonly {
+        n.push("the root filesystem is writable".into());
+    }
+    if let Some(e) = ext {
+        if e.network.enforcement == "env-only" && e.network.mode != "open" {
+            n.push("network enforcement is env-only: the proxy is advisory, not enforced".into());
+        }
+        for layer in ext::DEFAULT_REQUIRE {
+            if !e.enforcement.require.iter().any(|r| r == layer) {
+                n.push(format!(
+                    "the layer {layer} is not required: the run may start without it"
+                ));
+            }
+        }
+    }
+    n
+}
+
+/// Explains `bundle`.
+pub fn explain(bundle: &Loaded) -> Explanation {
+    let spec = &bundle.config;
+    let ext = bundle.ext.as_ref();
+    let mut x = Explanation {
+        format: FORMAT,
+        bundle: BundleInfo {
+            dir: bundle.dir.display().to_string(),
+            kind: if ext.is_some() { "omac" } else { "oci" }.into(),
+            oci_version: spec.oci_version.clone(),
+            profile: ext.map(|e| e.profile.clone()),
+            harness: ext.and_then(|e| e.harness.clone()),
+            args: spec.process.args.clone(),
+            cwd: spec.process.cwd.clone(),
+            uid: spec.process.user.uid,
+            gid: spec.process.user.gid,
+            terminal: spec.process.terminal,
+            hostname: spec.hostname.clone(),
+        },
+        filesystem: filesystem(spec, ext),
+        network: network(spec, ext),
+        syscalls: syscalls(spec),
+        environment: EnvironmentView {
+            fixed: spec.process.env.clone(),
+            passthrough: ext
+                .map(|e| e.environment.passthrough.clone())
+                .unwrap_or_default(),
+            blocked: ext
+                .map(|e| e.environment.blocked.clone())
+                .unwrap_or_default(),
+            removed: ext.map(|e| e.environment.deny.clone()).unwrap_or_default(),
+        },
+        skills: SkillsView {
+            layers: ext.map(|e| e.skills.clone()).unwrap_or_default(),
+            sidecars: ext.map(|e| e.sidecars.clone()).unwrap_or_default(),
+            facade: ext.map(|e| e.facade.clone()),
+        },
+        isolation: isolation(spec),
+        enforcement: enforcement(ext),
+        notes: vec![],
+    };
+    x.notes = notes(&x, ext);
+    x
+}
+
+/// The explanation as canonical JSON (sorted keys, final newline).
+pub fn to_json(x: &Explanation) -> Vec<u8> {
+    crate::render::canonical_json(x)
+}
