@@ -819,6 +819,17 @@ fn other(a: &Explanation, b: &Explanation) -> Vec<Change> {
             ));
         }
     }
+    for x in &a.filesystem.scratch {
+        if let Some(y) = b.filesystem.scratch.iter().find(|y| y.path == x.path) {
+            cmp(
+                &mut out,
+                "filesystem",
+                &format!("scratch {} size", x.path),
+                x.size.clone().unwrap_or_else(|| "unlimited".into()),
+                y.size.clone().unwrap_or_else(|| "unlimited".into()),
+            );
+        }
+    }
     let (ai, bi) = (&a.isolation, &b.isolation);
     cmp(
         &mut out,
@@ -973,4 +984,152 @@ pub fn render(d: &Diff) -> String {
         section(&mut o, "Other differences (A -> B):".into(), &d.other);
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext::SkillLayer;
+    use crate::testing::{s, scratch};
+
+    fn has(v: &[Change], aspect: &str, subject: &str) -> bool {
+        v.iter().any(|c| c.aspect == aspect && c.subject == subject)
+    }
+
+    #[test]
+    fn equal_bundles_have_no_difference() {
+        let sc = scratch();
+        let a = sc.bundle("a", r#"{"extends": "default"}"#, Default::default());
+        let b = sc.bundle("b", r#"{"extends": "default"}"#, Default::default());
+        let d = diff(&a, &b);
+        // Only the profile's source file differs, and it is reported as such.
+        assert!(d.b_allows.is_empty() && d.a_allows.is_empty(), "{d:?}");
+        assert_eq!(d.other.len(), 1, "{d:?}");
+        assert_eq!(d.other[0].aspect, "profile");
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn each_direction_says_what_it_widens_and_the_two_mirror() {
+        let sc = scratch();
+        let strict = sc.bundle("s", r#"{"extends": "strict"}"#, Default::default());
+        let wide = sc.bundle(
+            "w",
+            r#"{"extends": "open", "filesystem": {"allow": ["~"], "override_deny": ["~/.ssh"]},
+                "environment": {"allow_vars": ["AWS_*"]},
+                "seccomp": {"lift": ["@io_uring"]},
+                "enforcement": {"require": ["namespaces"]}}"#,
+            Default::default(),
+        );
+        let d = diff(&strict, &wide);
+        let b = &d.b_allows;
+        assert!(has(b, "mode", "open"), "{b:#?}");
+        assert!(has(b, "namespace", "host"));
+        assert!(has(b, "readable", &s(&sc.path("home"))));
+        assert!(has(b, "writable", &s(&sc.path("home"))));
+        assert!(has(b, "not-refused", "io_uring_setup"));
+        assert!(has(b, "not-refused", "ptrace"));
+        assert!(has(b, "passed", "AWS_*"));
+        assert!(has(b, "not-required", "landlock-fs"));
+        assert!(has(b, "not-required", "seccomp"));
+        // ~/.ssh is in view in B and no longer masked; in A it was not in view at all.
+        assert!(!has(b, "unmasked", &s(&sc.path("home/.ssh"))));
+        // A's scratch home is what B replaces with the real one.
+        assert!(has(&d.a_allows, "scratch", &s(&sc.path("home"))));
+        let r = diff(&wide, &strict);
+        assert_eq!(r.a_allows, d.b_allows);
+        assert_eq!(r.b_allows, d.a_allows);
+    }
+
+    #[test]
+    fn lifting_a_mask_inside_the_view_is_a_widening() {
+        let sc = scratch();
+        let a = sc.bundle(
+            "a",
+            r#"{"filesystem": {"allow": ["~"]}}"#,
+            Default::default(),
+        );
+        let b = sc.bundle(
+            "b",
+            r#"{"filesystem": {"allow": ["~"], "override_deny": ["~/.ssh", ".env"]}}"#,
+            Default::default(),
+        );
+        let d = diff(&a, &b);
+        assert!(
+            has(&d.b_allows, "unmasked", &s(&sc.path("home/.ssh"))),
+            "{d:#?}"
+        );
+        assert!(d.a_allows.is_empty(), "{d:#?}");
+    }
+
+    #[test]
+    fn containment_decides_whether_a_path_is_new() {
+        let sc = scratch();
+        std::fs::create_dir_all(sc.path("x/y")).unwrap();
+        let x = s(&sc.path("x"));
+        let a = sc.bundle(
+            "a",
+            &format!(r#"{{"filesystem": {{"read": ["{x}"]}}}}"#),
+            Default::default(),
+        );
+        let b = sc.bundle(
+            "b",
+            &format!(r#"{{"filesystem": {{"read": ["{x}"], "allow": ["{x}/y"]}}}}"#),
+            Default::default(),
+        );
+        let d = diff(&a, &b);
+        assert!(has(&d.b_allows, "writable", &format!("{x}/y")), "{d:#?}");
+        assert!(!has(&d.b_allows, "readable", &format!("{x}/y")), "{d:#?}");
+    }
+
+    #[test]
+    fn a_changed_skill_digest_is_reported() {
+        let sc = scratch();
+        let layer = |hex: char| crate::Extras {
+            skills: vec![SkillLayer {
+                name: "echo".into(),
+                digest: format!("sha256:{}", hex.to_string().repeat(64)),
+                source: "/skills/echo".into(),
+            }],
+            ..Default::default()
+        };
+        let a = sc.bundle("a", "{}", layer('a'));
+        let b = sc.bundle("b", "{}", layer('b'));
+        let d = diff(&a, &b);
+        assert!(has(&d.b_allows, "skill-changed", "echo"), "{d:#?}");
+        assert!(has(&d.a_allows, "skill-changed", "echo"), "{d:#?}");
+        let none = sc.bundle("n", "{}", Default::default());
+        assert!(has(&diff(&none, &a).b_allows, "skill", "echo"));
+    }
+
+    #[test]
+    fn what_the_categories_miss_is_still_a_difference() {
+        let sc = scratch();
+        let a = sc.bundle("a", "{}", Default::default());
+        let mut b = a.clone();
+        let m = b
+            .config
+            .mounts
+            .iter_mut()
+            .find(|m| m.destination == "/tmp")
+            .unwrap();
+        m.options.push("size=1m".into());
+        let d = diff(&a, &b);
+        assert!(!d.is_empty());
+        assert!(
+            d.other.iter().any(|c| c.aspect == "scratch /tmp size"),
+            "{d:#?}"
+        );
+        // A difference no category knows is listed by its JSON path.
+        let mut c = a.clone();
+        c.config.linux.rootfs_propagation = Some("slave".into());
+        let d = diff(&a, &c);
+        assert!(
+            d.other.iter().any(
+                |c| c.category == "files" && c.subject == "config.json.linux.rootfsPropagation"
+            ),
+            "{d:#?}"
+        );
+        assert!(render(&d).contains("Other differences"));
+    }
 }

@@ -690,3 +690,159 @@ pub fn layers(loaded: &Loaded, digest: Option<LayerDigest>) -> Check {
         Check::new(name, problems, "")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext::SkillLayer;
+    use crate::testing::{s, scratch};
+
+    fn failed<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+        checks
+            .iter()
+            .find(|c| c.name == name && c.status == Status::Fail)
+            .unwrap_or_else(|| panic!("{name} did not fail: {checks:#?}"))
+    }
+
+    fn says(c: &Check, text: &str) -> bool {
+        c.details.iter().any(|d| d.contains(text)) || c.summary.contains(text)
+    }
+
+    #[test]
+    fn a_generated_bundle_passes_every_check() {
+        let sc = scratch();
+        let l = sc.bundle("p", r#"{"extends": "default"}"#, Default::default());
+        let report = verify(&l.dir, &Options::default());
+        assert!(report.passed(), "{}", report.render());
+        let schema = report.checks.iter().find(|c| c.name == "schema").unwrap();
+        assert_eq!(schema.status, Status::Skip);
+        assert!(report.render().contains("[skip] schema: NOT CHECKED"));
+    }
+
+    #[test]
+    fn semantic_problems_are_named() {
+        let sc = scratch();
+        let mut l = sc.bundle("p", "{}", Default::default());
+        let c = &mut l.config;
+        c.process.user.uid = 4242;
+        c.process.user.additional_gids = vec![77];
+        c.linux.uid_mappings.push(IdMapping {
+            container_id: 1000,
+            host_id: 5000,
+            size: 2,
+        });
+        c.process.capabilities = Some(crate::oci::Capabilities {
+            effective: vec!["CAP_KILL".into()],
+            inheritable: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        });
+        c.mounts.push(crate::oci::Mount {
+            destination: "/proc/self/x".into(),
+            kind: Some("tmpfs".into()),
+            source: Some("tmpfs".into()),
+            options: vec![],
+        });
+        c.mounts.insert(
+            0,
+            crate::oci::Mount {
+                destination: "/usr/lib".into(),
+                kind: Some("bind".into()),
+                source: None,
+                options: vec!["bind".into()],
+            },
+        );
+        c.linux.namespaces.retain(|n| n.kind != "network");
+        c.process.rlimits[0].soft = u64::MAX;
+        let checks = semantics(&l);
+        let ids = failed(&checks, "ids");
+        assert!(says(ids, "process.user.uid 4242 is not mapped"), "{ids:?}");
+        assert!(says(ids, "gid 77 of process.user is not mapped"), "{ids:?}");
+        assert!(says(ids, "uid mappings overlap"), "{ids:?}");
+        let caps = failed(&checks, "capabilities");
+        assert!(
+            says(caps, "effective CAP_KILL is not permitted"),
+            "{caps:?}"
+        );
+        assert!(
+            says(caps, "inheritable CAP_CHOWN is outside the bounding set"),
+            "{caps:?}"
+        );
+        let m = failed(&checks, "mounts");
+        assert!(says(m, "puts /proc/self/x under /proc"), "{m:?}");
+        assert!(says(m, "bind mount without a source"), "{m:?}");
+        assert!(
+            says(m, "(/usr/lib) is hidden by the later mounts["),
+            "{m:?}"
+        );
+        let p = failed(&checks, "process");
+        assert!(says(p, "soft 18446744073709551615 exceeds hard"), "{p:?}");
+        let k = failed(&checks, "consistency");
+        assert!(says(k, "needs a network namespace"), "{k:?}");
+        assert!(says(k, "CAP_CHOWN, CAP_KILL are kept"), "{k:?}");
+        assert!(says(k, "uid mapping is not the identity"), "{k:?}");
+    }
+
+    #[test]
+    fn layers_are_checked_with_the_callers_digest_function() {
+        let sc = scratch();
+        let src = sc.path("skill");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("omac.yaml"), "name: echo\n").unwrap();
+        // A stand-in for the skills crate's reproducible-tar digest.
+        let digest = |dir: &Path| -> Result<String, String> {
+            let bytes = std::fs::read(dir.join("omac.yaml")).map_err(|e| e.to_string())?;
+            Ok(crate::render::digest(&bytes))
+        };
+        let good = digest(&src).unwrap();
+        let extras = |d: &str, source: &Path| crate::Extras {
+            skills: vec![SkillLayer {
+                name: "echo".into(),
+                digest: d.into(),
+                source: s(source),
+            }],
+            ..Default::default()
+        };
+        let l = sc.bundle("ok", "{}", extras(&good, &src));
+        let c = layers(&l, Some(&digest));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.details[0].contains("echo") && c.details[0].contains(&good));
+        let skipped = layers(&l, None);
+        assert_eq!(skipped.status, Status::Skip);
+        assert!(skipped.summary.contains("NOT CHECKED") && skipped.details[0].contains(&good));
+        std::fs::write(src.join("omac.yaml"), "name: evil\n").unwrap();
+        let c = layers(&l, Some(&digest));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.details[0].contains("the bundle says"), "{c:?}");
+        let gone = sc.bundle("gone", "{}", extras(&good, &sc.path("nowhere")));
+        let c = layers(&gone, Some(&digest));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.details[0].contains("cannot digest its source"), "{c:?}");
+        let report = verify(
+            &gone.dir,
+            &Options {
+                schema_dir: None,
+                layer_digest: Some(&digest),
+            },
+        );
+        assert!(!report.passed());
+    }
+
+    #[test]
+    fn a_tampered_extension_and_a_broken_schema_dir_fail() {
+        let sc = scratch();
+        let l = sc.bundle("p", "{}", Default::default());
+        let ext = l.dir.join("omac.json");
+        let text = std::fs::read_to_string(&ext)
+            .unwrap()
+            .replace("\"signal\"", "\"none\"");
+        std::fs::write(&ext, text).unwrap();
+        let r = verify(&l.dir, &Options::default());
+        assert!(!r.passed());
+        assert!(r.render().contains("[fail] omac.json"), "{}", r.render());
+        let empty = sc.path("empty-schema");
+        std::fs::create_dir_all(&empty).unwrap();
+        let c = schema_check(&serde_json::json!({}), Some(&empty));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.summary.contains("cannot check"), "{c:?}");
+    }
+}

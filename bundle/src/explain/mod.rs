@@ -677,6 +677,13 @@ fn notes(x: &Explanation, ext: Option<&ext::Extension>) -> Vec<String> {
                 .into(),
         );
     }
+    if iso.memory_limit.is_some() || iso.pids_limit.is_some() || iso.cpu_limit.is_some() {
+        n.push(
+            "cgroup limits need root or a delegated cgroup v2: on cgroup v1, rootless runc \
+             refuses them and rootless crun ignores them"
+                .into(),
+        );
+    }
     if !x.filesystem.root_readonly {
         n.push("the root filesystem is writable".into());
     }
@@ -743,4 +750,165 @@ pub fn explain(bundle: &Loaded) -> Explanation {
 /// The explanation as canonical JSON (sorted keys, final newline).
 pub fn to_json(x: &Explanation) -> Vec<u8> {
     crate::render::canonical_json(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{s, scratch};
+
+    fn paths(v: &[PathGrant]) -> Vec<String> {
+        v.iter().map(|g| g.path.clone()).collect()
+    }
+
+    #[test]
+    fn an_omac_bundle_is_explained_from_both_files() {
+        let sc = scratch();
+        std::fs::create_dir_all(sc.path("ro")).unwrap();
+        let profile = format!(
+            r#"{{"workdir": {{"access": "readwrite"}},
+                "filesystem": {{"allow": ["~"], "read": ["{}"]}},
+                "network": {{"mode": "blocked"}}}}"#,
+            s(&sc.path("ro"))
+        );
+        let l = sc.bundle("p", &profile, Default::default());
+        let x = explain(&l);
+        let f = &x.filesystem;
+        assert_eq!(x.bundle.kind, "omac");
+        assert!(paths(&f.read_write).contains(&s(&sc.path("work"))));
+        assert!(paths(&f.read_write).contains(&s(&sc.path("home"))));
+        assert!(paths(&f.read_only).contains(&s(&sc.path("ro"))));
+        assert!(paths(&f.read_only).contains(&"/usr".to_string()));
+        let hidden = |p: &str| {
+            f.hidden
+                .iter()
+                .find(|h| h.path == p)
+                .map(|h| h.rule.clone())
+        };
+        assert_eq!(
+            hidden(&s(&sc.path("home/.ssh"))).as_deref(),
+            Some("baseline")
+        );
+        assert_eq!(
+            hidden(&s(&sc.path("work/sub/.env"))).as_deref(),
+            Some("env-file")
+        );
+        assert_eq!(hidden("/proc/kcore").as_deref(), Some("kernel"));
+        // /dev/shm is noexec; omac's socket directory is not writable under Landlock.
+        assert!(!f.execute.contains(&"/dev/shm".to_string()));
+        let sock = f.scratch.iter().find(|x| x.path == "/run/omac").unwrap();
+        assert!(!sock.writable && sock.purpose.is_some());
+        assert!(f
+            .devices
+            .iter()
+            .any(|d| d.path == "/dev/null" && d.how == "runtime"));
+        assert_eq!(x.network.namespace, "own");
+        assert_eq!(x.network.policy.as_ref().unwrap().mode, "blocked");
+        let names: Vec<&str> = x.syscalls.groups.iter().map(|g| g.name.as_str()).collect();
+        assert!(names.contains(&"namespaces") && names.contains(&"io_uring"));
+        assert!(x.syscalls.not_refused.iter().any(|g| g.name == "ptrace"));
+        assert!(x.isolation.missing_namespaces.is_empty());
+        assert_eq!(x.enforcement.required.len(), 3);
+        assert!(x.notes.is_empty(), "{:?}", x.notes);
+        let text = text::render(&x);
+        assert!(text.contains("Mode blocked: no network at all"), "{text}");
+    }
+
+    #[test]
+    fn landlock_decides_what_a_writable_mount_really_allows() {
+        let sc = scratch();
+        std::fs::create_dir_all(sc.path("drop")).unwrap();
+        let profile = format!(
+            r#"{{"workdir": {{"access": "readwrite"}}, "filesystem": {{"write": ["{}"]}}}}"#,
+            s(&sc.path("drop"))
+        );
+        let mut l = sc.bundle("w", &profile, Default::default());
+        let drop = s(&sc.path("drop"));
+        // Under /tmp the scratch rule makes it readable too: explain says so.
+        let x = explain(&l);
+        if drop.starts_with("/tmp/") {
+            assert!(paths(&x.filesystem.read_write).contains(&drop));
+        }
+        // Without a readable rule above it, it is write-only.
+        let ext = l.ext.as_mut().unwrap();
+        ext.landlock
+            .fs
+            .retain(|r| r.path == drop || !drop.starts_with(&r.path));
+        let x = explain(&l);
+        assert!(
+            paths(&x.filesystem.write_only).contains(&drop),
+            "{:?}",
+            x.filesystem
+        );
+        assert!(!x.filesystem.execute.contains(&drop));
+    }
+
+    #[test]
+    fn a_plain_oci_bundle_is_explained_from_config_json_alone() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2-dev",
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                         "permitted": ["CAP_KILL"]}},
+            "root": {"path": "rootfs", "readonly": true},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "rw"]},
+                {"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+            ],
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}],
+                      "maskedPaths": ["/proc/kcore", "/etc/secret"]}
+        }))
+        .unwrap();
+        let l = Loaded {
+            dir: "/b".into(),
+            config: spec,
+            ext: None,
+        };
+        let x = explain(&l);
+        assert_eq!(x.bundle.kind, "oci");
+        assert_eq!(
+            x.filesystem.read_write,
+            vec![PathGrant {
+                path: "/data".into(),
+                source: Some("/srv/data".into())
+            }]
+        );
+        assert_eq!(paths(&x.filesystem.read_only), ["/sys"]);
+        assert_eq!(x.filesystem.execute, ["/data", "/tmp"]);
+        assert_eq!(x.filesystem.scratch[0].size.as_deref(), Some("1m"));
+        let rules: Vec<&str> = x
+            .filesystem
+            .hidden
+            .iter()
+            .map(|h| h.rule.as_str())
+            .collect();
+        assert_eq!(rules, ["kernel", "config"]);
+        assert_eq!(x.network.namespace, "host");
+        assert!(!x.syscalls.filtered);
+        assert_eq!(
+            x.isolation.missing_namespaces,
+            ["user", "ipc", "uts", "network", "cgroup"]
+        );
+        for note in [
+            "plain OCI bundle",
+            "no user namespace",
+            "capabilities kept: CAP_KILL",
+            "no_new_privs is off",
+            "no syscall filter",
+            "host",
+        ] {
+            assert!(
+                x.notes.iter().any(|n| n.contains(note)),
+                "{note}: {:?}",
+                x.notes
+            );
+        }
+        let text = text::render(&x);
+        assert!(
+            text.contains("/data (from /srv/data)") && text.contains("No filter"),
+            "{text}"
+        );
+    }
 }
