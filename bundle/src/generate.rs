@@ -256,7 +256,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         .open_files
         .map(|n| n as u64)
         .unwrap_or(DEFAULT_OPEN_FILES);
-    let cgroup = cgroup_resources(&resources);
+    let mut cgroup = cgroup_resources(&resources);
+    let device_rules = crate::devices::cgroup_rules(&devices);
+    if !device_rules.is_empty() {
+        cgroup.get_or_insert_with(oci::Resources::default).devices = device_rules;
+    }
 
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount", "user", "cgroup"]
         .iter()

@@ -4,6 +4,7 @@
 //! This crate is pure: data in, files out. It runs no process and opens no socket.
 
 pub mod command;
+pub mod devices;
 pub mod diff;
 pub mod domain;
 pub mod env;
