@@ -67,6 +67,7 @@ fn lab() -> Lab {
 impl Lab {
     fn probe_args(&self, host: bool) -> String {
         json!({
+            "device": device(),
             "work": self.work,
             "ro": self.ro,
             "secret": self.home.join(".ssh/id_test"),
@@ -105,6 +106,20 @@ impl Lab {
         )
     }
 
+    /// The built-in default profile as shipped: $HOME is an empty scratch tmpfs.
+    fn default(&self) -> PathBuf {
+        let out = self.root.join("bundle-default");
+        let o = run(omac(&self.home)
+            .current_dir(&self.work)
+            .args(["bundle", "create", "--profile", "default", "--out"])
+            .arg(&out)
+            .args(["--", "/usr/bin/python3", "-I"])
+            .arg(self.work.join("probe.py"))
+            .arg(self.probe_args(false)));
+        assert!(o.status.success(), "{}", show(&o));
+        out
+    }
+
     /// The control bundle: the same, with every protection the probes test lifted.
     fn control(&self) -> PathBuf {
         self.bundle(
@@ -112,9 +127,16 @@ impl Lab {
             json!({"extends": "default",
                    "filesystem": {"allow": ["~", self.ro], "override_deny": ["~/.ssh", ".env"]},
                    "network": {"mode": "open"},
+                   "devices": device().into_iter().collect::<Vec<_>>(),
                    "seccomp": {"lift": ["@namespaces", "@socket-families"]}}),
         )
     }
+}
+
+/// An opt-in device the control bundle asks for: /dev/fuse, which runc's device cgroup
+/// denies unless config.json allows it (None when the host has no FUSE).
+fn device() -> Option<&'static str> {
+    Path::new("/dev/fuse").exists().then_some("/dev/fuse")
 }
 
 fn ids() -> (u32, u32) {
@@ -200,6 +222,8 @@ fn assert_confined(v: &Value, uid: u32, gid: u32, what: &str) {
         "gid": gid,
         "hostname": "omac",
         "workdir_write": "written",
+        "home_write": "written",
+        "tmp_write": "written",
         "ro_write": "EROFS",
         "usr_write": "EROFS",
         "secret": "ENOENT",
@@ -212,6 +236,10 @@ fn assert_confined(v: &Value, uid: u32, gid: u32, what: &str) {
         "Seccomp": "2",
         "CapEff": "0000000000000000",
     });
+    let mut want = want;
+    if device().is_some() {
+        want["device"] = json!("ENOENT");
+    }
     assert_eq!(v, &want, "{what}: the sandbox let something through");
 }
 
@@ -229,12 +257,56 @@ fn assert_breached(v: &Value, what: &str) {
     );
     assert_ne!(v["af_packet"], "EAFNOSUPPORT", "{what}: {v}");
     assert_eq!(v["unshare_user"], "ok", "{what}: {v}");
+    match device() {
+        // Root opens it: the mount is there and the device cgroup allows it. An
+        // unprivileged user meets the node's own permissions, which proves it is there.
+        Some(_) if ids().0 == 0 => assert_eq!(v["device"], "ok", "{what}: {v}"),
+        Some(_) => assert_ne!(v["device"], "ENOENT", "{what}: {v}"),
+        None => eprintln!("{what}: no /dev/fuse on this host: the opt-in device probe did not run"),
+    }
+}
+
+/// The default profile: the work directory and a scratch $HOME and /tmp are writable,
+/// nothing else of the home is there, and nothing written to the scratch reaches the host.
+fn assert_default(v: &Value, uid: u32, gid: u32, lab: &Lab, what: &str) {
+    let want = json!({
+        "uid": uid,
+        "gid": gid,
+        "hostname": "omac",
+        "workdir_write": "written",
+        "home_write": "written",
+        "tmp_write": "written",
+        "ro_write": "ENOENT",
+        "usr_write": "EROFS",
+        "secret": "ENOENT",
+        "secret_dir": "ENOENT",
+        "env_file": "",
+        "interfaces": ["lo"],
+        "af_packet": "EAFNOSUPPORT",
+        "unshare_user": "EPERM",
+        "NoNewPrivs": "1",
+        "Seccomp": "2",
+        "CapEff": "0000000000000000",
+    });
+    let mut want = want;
+    if device().is_some() {
+        want["device"] = json!("ENOENT");
+    }
+    assert_eq!(
+        v, &want,
+        "{what}: the default profile let something through"
+    );
+    assert!(
+        !lab.home.join("probe-output").exists(),
+        "{what}: a write to the scratch $HOME reached the host's"
+    );
 }
 
 #[test]
 fn probes_notice_breaches_when_unconfined() {
     let lab = lab();
     let o = run(Command::new("/usr/bin/python3")
+        .env("HOME", &lab.home)
         .arg("-I")
         .arg(lab.work.join("probe.py"))
         .arg(lab.probe_args(true)));
@@ -252,6 +324,7 @@ fn runs_our_bundles(rt: Runtime) {
     let who = if uid == 0 { "root" } else { "unprivileged" };
     let lab = lab();
     let confined = lab.confined();
+    let default = lab.default();
     let control = lab.control();
     let id = |n: &str| format!("omac-test-{}-{name}-{n}", std::process::id());
 
@@ -269,7 +342,7 @@ fn runs_our_bundles(rt: Runtime) {
             show(&o)
         );
         eprintln!("rootless runc refuses self-mapped user namespaces (container uid 0 must be mapped); running the root-mapped variant");
-        for dir in [&confined, &control] {
+        for dir in [&confined, &default, &control] {
             let p = dir.join("config.json");
             let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
             c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
@@ -282,6 +355,12 @@ fn runs_our_bundles(rt: Runtime) {
             "runc rootless (root-mapped)",
         );
         assert_confined(&v, 0, 0, "runc rootless (root-mapped)");
+        std::fs::remove_file(lab.home.join("probe-output")).unwrap();
+        let v = report(
+            &execute(rt, &lab, &default, &id("def")),
+            "runc rootless default",
+        );
+        assert_default(&v, 0, 0, &lab, "runc rootless (root-mapped) default");
         let v = report(
             &execute(rt, &lab, &control, &id("ctl")),
             "runc rootless control",
@@ -293,6 +372,13 @@ fn runs_our_bundles(rt: Runtime) {
     let what = format!("{name} as {who}");
     let v = report(&execute(rt, &lab, &confined, &id("conf")), &what);
     assert_confined(&v, uid, gid, &what);
+    // The confined bundle wrote into the granted home; the default one must not.
+    std::fs::remove_file(lab.home.join("probe-output")).unwrap();
+    let v = report(
+        &execute(rt, &lab, &default, &id("def")),
+        &format!("{what}, default"),
+    );
+    assert_default(&v, uid, gid, &lab, &format!("{what}, default profile"));
     let v = report(
         &execute(rt, &lab, &control, &id("ctl")),
         &format!("{what}, control"),

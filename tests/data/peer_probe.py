@@ -46,6 +46,9 @@ out["uid"] = os.getuid()
 out["gid"] = os.getgid()
 out["hostname"] = socket.gethostname()
 out["workdir_write"] = attempt(lambda: write_read(cfg["work"]))
+out["home_write"] = attempt(lambda: write_read(os.environ["HOME"]))
+if not cfg.get("host"):
+    out["tmp_write"] = attempt(lambda: write_read("/tmp"))
 out["ro_write"] = attempt(lambda: touch_same(cfg["ro"]))
 if not cfg.get("host"):
     out["usr_write"] = attempt(lambda: touch_same("/usr"))
@@ -54,6 +57,8 @@ out["secret_dir"] = attempt(lambda: sorted(os.listdir(os.path.dirname(cfg["secre
 out["env_file"] = attempt(lambda: read(cfg["env_file"]))
 out["interfaces"] = attempt(lambda: sorted(n for _, n in socket.if_nameindex()))
 out["af_packet"] = attempt(packet)
+if cfg.get("device"):
+    out["device"] = attempt(lambda: os.close(os.open(cfg["device"], os.O_RDWR)))
 out["unshare_user"] = new_user_namespace()
 for line in read("/proc/self/status").splitlines():
     key, _, value = line.partition(":")
