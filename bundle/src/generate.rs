@@ -88,7 +88,8 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         })
         .collect();
     let protected = view::protected(&grant_list, &fs, host)?;
-    let mounts = view::mounts(&grant_list, &devices, &host.home);
+    let placeholders = grants::control_placeholders(&grant_list, host);
+    let mounts = view::mounts(&grant_list, &devices, &host.home, &placeholders);
 
     let mode = net.mode.clone().unwrap_or_else(|| "filtered".into());
     let enforcement = net.enforcement.clone().unwrap_or_else(|| "kernel".into());

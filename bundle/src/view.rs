@@ -85,7 +85,12 @@ fn bind(path: &Path, access: Access, device: bool) -> Mount {
 
 /// The mounts, in order: parents before children; a grant replaces omac's tmpfs at the
 /// same place (a profile that grants `/tmp` or `~` gets the host's).
-pub fn mounts(grants: &[Grant], devices: &[PathBuf], home: &Path) -> Vec<Mount> {
+pub fn mounts(
+    grants: &[Grant],
+    devices: &[PathBuf],
+    home: &Path,
+    placeholders: &[PathBuf],
+) -> Vec<Mount> {
     let mut m: BTreeMap<PathBuf, Mount> = BTreeMap::new();
     for (p, mount) in [
         special("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
@@ -136,6 +141,16 @@ pub fn mounts(grants: &[Grant], devices: &[PathBuf], home: &Path) -> Vec<Mount> 
     }
     for g in grants {
         m.insert(g.path.clone(), bind(&g.path, g.access, false));
+    }
+    for p in placeholders {
+        let dest = p.display().to_string();
+        let (_, mount) = special(
+            &dest,
+            "tmpfs",
+            "tmpfs",
+            &["ro", "nosuid", "nodev", "noexec", "mode=555", "size=4k"],
+        );
+        m.insert(p.clone(), mount);
     }
     m.into_values().collect()
 }
@@ -262,7 +277,7 @@ mod tests {
     fn default_devices_are_left_to_the_runtime_but_granted_in_landlock() {
         let home = Path::new("/home/u");
         let gpu = PathBuf::from("/dev/dri");
-        let m = mounts(&[], std::slice::from_ref(&gpu), home);
+        let m = mounts(&[], std::slice::from_ref(&gpu), home, &[]);
         for d in DEVICES {
             assert!(m.iter().all(|x| x.destination != *d), "{d} is mounted");
         }

@@ -390,6 +390,11 @@ fn scratch_purpose(path: &str, home: Option<&str>, ext: Option<&ext::Extension>)
     if ext.is_some_and(|e| e.facade.socket_dir == path) {
         return Some("omac's sockets (facade, egress proxy)".into());
     }
+    if Path::new(path).ends_with(".omac") || Path::new(path).ends_with(".config/omac") {
+        return Some(
+            "omac's control directory, kept read-only so the agent cannot plant profiles".into(),
+        );
+    }
     if home == Some(path) {
         return Some("$HOME, empty but for the paths granted inside it".into());
     }
