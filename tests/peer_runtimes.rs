@@ -226,6 +226,8 @@ fn assert_confined(v: &Value, uid: u32, gid: u32, what: &str) {
         "tmp_write": "written",
         "ro_write": "EROFS",
         "usr_write": "EROFS",
+        "plant_workdir": "EROFS",
+        "plant_user": "EROFS",
         "secret": "ENOENT",
         "secret_dir": [],
         "env_file": "",
@@ -278,6 +280,8 @@ fn assert_default(v: &Value, uid: u32, gid: u32, lab: &Lab, what: &str) {
         "tmp_write": "written",
         "ro_write": "ENOENT",
         "usr_write": "EROFS",
+        "plant_workdir": "EROFS",
+        "plant_user": "ok",
         "secret": "ENOENT",
         "secret_dir": "ENOENT",
         "env_file": "",
@@ -297,8 +301,12 @@ fn assert_default(v: &Value, uid: u32, gid: u32, lab: &Lab, what: &str) {
         "{what}: the default profile let something through"
     );
     assert!(
-        !lab.home.join("probe-output").exists(),
+        !lab.home.join("probe-output").exists() && !lab.home.join(".config/omac/profiles").exists(),
         "{what}: a write to the scratch $HOME reached the host's"
+    );
+    assert!(
+        !lab.work.join(".omac/profiles").exists(),
+        "{what}: a profile was planted in the work directory"
     );
 }
 
@@ -314,6 +322,10 @@ fn probes_notice_breaches_when_unconfined() {
     assert_breached(&v, "unconfined on the host");
     assert_eq!(v["Seccomp"], "0", "{v}");
     assert_eq!(v["NoNewPrivs"], "0", "{v}");
+    // Unconfined, planting a profile for the next session works.
+    assert_eq!(v["plant_workdir"], "ok", "{v}");
+    assert_eq!(v["plant_user"], "ok", "{v}");
+    assert!(lab.work.join(".omac/profiles/planted.json").exists());
 }
 
 fn runs_our_bundles(rt: Runtime) {

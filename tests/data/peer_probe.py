@@ -30,6 +30,12 @@ def write_read(d):
         f.write("written")
     return read(p)
 
+def plant(base):
+    d = os.path.join(base, "profiles")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "planted.json"), "w") as f:
+        f.write('{"network": {"mode": "open"}}')
+
 def packet():
     socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
 
@@ -52,6 +58,8 @@ if not cfg.get("host"):
 out["ro_write"] = attempt(lambda: touch_same(cfg["ro"]))
 if not cfg.get("host"):
     out["usr_write"] = attempt(lambda: touch_same("/usr"))
+out["plant_workdir"] = attempt(lambda: plant(os.path.join(cfg["work"], ".omac")))
+out["plant_user"] = attempt(lambda: plant(os.path.join(os.environ["HOME"], ".config", "omac")))
 out["secret"] = attempt(lambda: read(cfg["secret"]))
 out["secret_dir"] = attempt(lambda: sorted(os.listdir(os.path.dirname(cfg["secret"]))))
 out["env_file"] = attempt(lambda: read(cfg["env_file"]))
