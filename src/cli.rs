@@ -72,11 +72,11 @@ pub enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check a bundle: schema, the omac.json digest, the skill layers
+    /// Check a bundle: schema, the omac.json digest, what runtimes need, the skill layers
     Verify {
         /// The bundle directory
         dir: PathBuf,
-        /// Directory of the OCI runtime-spec JSON Schemas [env: OMAC_OCI_SCHEMA_DIR]
+        /// Directory of the OCI runtime-spec JSON Schemas (without it, the schema check is skipped)
         #[arg(long, env = "OMAC_OCI_SCHEMA_DIR", value_name = "DIR")]
         schema_dir: Option<PathBuf>,
     },
