@@ -89,10 +89,11 @@ pub fn diff(a: &Path, b: &Path, json: bool) -> anyhow::Result<i32> {
 
 /// `omac bundle verify`: exit 0 when every check passes, 3 when the bundle is invalid.
 pub fn verify(dir: &Path, schema: Option<PathBuf>) -> anyhow::Result<i32> {
+    let layer_digest =
+        |d: &std::path::Path| omac_skills::layer::digest(d).map_err(|e| e.to_string());
     let opts = omac_bundle::verify::Options {
         schema_dir: schema.as_deref(),
-        // The skills crate's reproducible-tar digest plugs in here once it exists.
-        layer_digest: None,
+        layer_digest: Some(&layer_digest),
     };
     let report = omac_bundle::verify::verify(dir, &opts);
     write_stdout(report.render().as_bytes())?;
