@@ -19,7 +19,8 @@ pub fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn valid_dns_name(host: &str) -> bool {
+/// Whether `host` is a syntactically valid DNS name (letters, digits, `-`, `_`; 63-byte labels).
+pub fn valid_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
