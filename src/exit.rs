@@ -70,6 +70,12 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 omac_bundle::Error::Input { .. } => Code::Misuse,
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_egress::Error>() {
+            return match e {
+                omac_egress::Error::Config { .. } => Code::Config,
+                omac_egress::Error::Listen { .. } | omac_egress::Error::Pages { .. } => Code::Io,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() {
                 Code::Misuse
@@ -100,5 +106,11 @@ mod tests {
         let e = anyhow::Error::new(std::io::Error::other("disk"));
         assert_eq!(code_for(&e), Code::Io);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), Code::Generic);
+        let e = anyhow::Error::new(omac_egress::Error::Config {
+            field: "network.upstream_proxy".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Config);
     }
 }

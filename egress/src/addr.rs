@@ -111,12 +111,7 @@ fn class_of_v4(a: Ipv4Addr) -> Option<Class> {
 /// The IPv4 address an IPv6 address carries, for the forms that route to it.
 pub fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = a.segments();
-    let low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || (s[5] == 0 && u128::from(a) > 1)) {
         // IPv4-mapped, or IPv4-compatible (but not :: or ::1 themselves).
         return Some(low);
@@ -316,7 +311,10 @@ mod tests {
             class_of_name("Metadata.Google.Internal."),
             Some(Class::Metadata)
         );
-        assert_eq!(class_of_name("metadata.azure.internal"), Some(Class::Metadata));
+        assert_eq!(
+            class_of_name("metadata.azure.internal"),
+            Some(Class::Metadata)
+        );
         assert_eq!(class_of_name("localhost"), Some(Class::Loopback));
         assert_eq!(class_of_name("app.localhost"), Some(Class::Loopback));
         assert_eq!(class_of_name("localhost.example.com"), None);
@@ -334,7 +332,10 @@ mod tests {
         assert_eq!(g.check(ip("192.168.0.1"), 443, &[]), Some(Class::Private));
         let own = [ip("10.20.0.7"), ip("203.0.113.9")];
         assert_eq!(g.check(ip("10.20.0.7"), 80, &own), Some(Class::HostAddress));
-        assert_eq!(g.check(ip("203.0.113.9"), 80, &own), Some(Class::HostAddress));
+        assert_eq!(
+            g.check(ip("203.0.113.9"), 80, &own),
+            Some(Class::HostAddress)
+        );
         assert_eq!(
             g.check(ip("::ffff:203.0.113.9"), 80, &own),
             Some(Class::HostAddress)
@@ -350,7 +351,10 @@ mod tests {
             wide.check(ip("100.100.100.200"), 80, &[]),
             Some(Class::Metadata)
         );
-        assert_eq!(wide.check(ip("fd00:ec2::254"), 80, &[]), Some(Class::Metadata));
+        assert_eq!(
+            wide.check(ip("fd00:ec2::254"), 80, &[]),
+            Some(Class::Metadata)
+        );
         assert_eq!(Guard::suggestion(ip("::ffff:10.0.0.5")), "10.0.0.5/32");
     }
 

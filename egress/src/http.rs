@@ -144,14 +144,22 @@ async fn connect(policy: Arc<Policy>, mut req: Request<hyper::body::Incoming>) -
             Ok(parts) => {
                 let client = parts.io.into_inner();
                 match crate::tunnel::relay(client, server, &parts.read_buf, &early).await {
-                    Ok((up, down)) => tracing::debug!("tunnel {host}:{port} closed: {up} bytes up, {down} down"),
+                    Ok((up, down)) => {
+                        tracing::debug!("tunnel {host}:{port} closed: {up} bytes up, {down} down")
+                    }
                     Err(e) => tracing::debug!("tunnel {host}:{port}: {e}"),
                 }
             }
-            Err(_) => tracing::error!("CONNECT {host}:{port}: unexpected connection type after upgrade"),
+            Err(_) => {
+                tracing::error!("CONNECT {host}:{port}: unexpected connection type after upgrade")
+            }
         }
     });
-    Response::new(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed())
+    Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    )
 }
 
 /// Removes hop-by-hop headers, those `Connection` names, and (for requests) `Proxy-*`.
@@ -182,7 +190,9 @@ fn strip(headers: &mut HeaderMap, request: bool) {
 async fn forward(policy: Arc<Policy>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") {
-        return bad_request("only http:// is forwarded; send https:// through CONNECT (set HTTPS_PROXY)");
+        return bad_request(
+            "only http:// is forwarded; send https:// through CONNECT (set HTTPS_PROXY)",
+        );
     }
     let Some(host) = host_of(&uri) else {
         return bad_request("the request URI has no host");
@@ -194,8 +204,13 @@ async fn forward(policy: Arc<Policy>, req: Request<hyper::body::Incoming>) -> Re
     };
     let (mut parts, body) = req.into_parts();
     strip(&mut parts.headers, true);
-    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority.clone(), |(_, h)| h.to_string());
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority.clone(), |(_, h)| h.to_string());
     if let Ok(v) = HeaderValue::from_str(&authority) {
         parts.headers.insert(HOST, v);
     }
@@ -205,15 +220,21 @@ async fn forward(policy: Arc<Policy>, req: Request<hyper::body::Incoming>) -> Re
             parts.uri = uri
                 .path_and_query()
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-            crate::dial::connect_any(addrs).await.map_err(|e| OpenError {
-                message: format!("cannot connect to {authority}: {e}"),
-                upstream: false,
-                kind: Some(e.kind()),
-                status: None,
-            })
+            crate::dial::connect_any(addrs)
+                .await
+                .map_err(|e| OpenError {
+                    message: format!("cannot connect to {authority}: {e}"),
+                    upstream: false,
+                    kind: Some(e.kind()),
+                    status: None,
+                })
         }
         Route::Upstream(up) => {
-            if let Some(a) = up.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            if let Some(a) = up
+                .authorization
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
                 parts.headers.insert(hyper::header::PROXY_AUTHORIZATION, a);
             }
             up.connect(policy.resolver()).await.map_err(|e| OpenError {

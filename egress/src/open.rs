@@ -63,24 +63,21 @@ pub async fn open(
                 kind: Some(e.kind()),
                 status: None,
             }),
-        Route::Upstream(up) => up
-            .tunnel(policy.resolver(), host, port)
-            .await
-            .map_err(|e| {
-                let (kind, status) = match &e {
-                    UpstreamError::Connect(io) => (Some(io.kind()), None),
-                    UpstreamError::Status(code, _) => (None, Some(*code)),
-                    UpstreamError::Protocol(_) => (None, None),
-                };
-                OpenError {
-                    message: format!(
-                        "cannot reach {target} through the upstream proxy {}:{} (from {}): {e}",
-                        up.host, up.port, up.origin
-                    ),
-                    upstream: true,
-                    kind,
-                    status,
-                }
-            }),
+        Route::Upstream(up) => up.tunnel(policy.resolver(), host, port).await.map_err(|e| {
+            let (kind, status) = match &e {
+                UpstreamError::Connect(io) => (Some(io.kind()), None),
+                UpstreamError::Status(code, _) => (None, Some(*code)),
+                UpstreamError::Protocol(_) => (None, None),
+            };
+            OpenError {
+                message: format!(
+                    "cannot reach {target} through the upstream proxy {}:{} (from {}): {e}",
+                    up.host, up.port, up.origin
+                ),
+                upstream: true,
+                kind,
+                status,
+            }
+        }),
     }
 }

@@ -226,10 +226,16 @@ impl Pages {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| fail(format!("cannot create its directory: {e}"), "check the permissions of the directory"))?;
+            .map_err(|e| {
+                fail(
+                    format!("cannot create its directory: {e}"),
+                    "check the permissions of the directory",
+                )
+            })?;
         let lock_path = path.with_file_name(format!(
             "{}.lock",
-            path.file_name().map_or("pages".into(), |n| n.to_string_lossy())
+            path.file_name()
+                .map_or("pages".into(), |n| n.to_string_lossy())
         ));
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -237,7 +243,12 @@ impl Pages {
             .write(true)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|e| fail(format!("cannot open its lock {}: {e}", lock_path.display()), "check the permissions of the directory"))?;
+            .map_err(|e| {
+                fail(
+                    format!("cannot open its lock {}: {e}", lock_path.display()),
+                    "check the permissions of the directory",
+                )
+            })?;
         // SAFETY: flock on a descriptor we own; released when `lock` is closed.
         if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
             return Err(fail(
@@ -287,7 +298,8 @@ impl Pages {
         let mode = fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
         let tmp = path.with_file_name(format!(
             ".{}.{}.tmp",
-            path.file_name().map_or("pages".into(), |n| n.to_string_lossy()),
+            path.file_name()
+                .map_or("pages".into(), |n| n.to_string_lossy()),
             std::process::id()
         ));
         let write = || -> std::io::Result<()> {
@@ -307,7 +319,10 @@ impl Pages {
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&tmp);
-            return Err(fail(format!("cannot write it: {e}"), "check the disk and the directory's permissions"));
+            return Err(fail(
+                format!("cannot write it: {e}"),
+                "check the disk and the directory's permissions",
+            ));
         }
         drop(lock);
         let mut st = self.lock();
@@ -386,11 +401,18 @@ mod tests {
         let path = d.path().join("profiles/default.pages.json");
         let a = Pages::open(Some(path.clone()));
         let b = Pages::open(Some(path.clone()));
-        a.save("one.com", EntryScope::Host, Decision::Allow).unwrap();
-        b.save("two.com", EntryScope::Host, Decision::Allow).unwrap();
-        assert!(a.lookup("two.com").is_some(), "re-read after the other writer");
+        a.save("one.com", EntryScope::Host, Decision::Allow)
+            .unwrap();
+        b.save("two.com", EntryScope::Host, Decision::Allow)
+            .unwrap();
+        assert!(
+            a.lookup("two.com").is_some(),
+            "re-read after the other writer"
+        );
         assert_eq!(a.entries().len(), 2);
         let no_file = Pages::open(None);
-        assert!(no_file.save("x.com", EntryScope::Host, Decision::Allow).is_err());
+        assert!(no_file
+            .save("x.com", EntryScope::Host, Decision::Allow)
+            .is_err());
     }
 }

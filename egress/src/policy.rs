@@ -166,7 +166,9 @@ impl Policy {
         let pages = self
             .pages
             .path()
-            .map_or("the learned decisions".to_string(), |p| p.display().to_string());
+            .map_or("the learned decisions".to_string(), |p| {
+                p.display().to_string()
+            });
         let (reason, fix) = match &rule {
             Rule::Hard(class, ip) => {
                 let at = ip.map_or(String::new(), |ip| {
@@ -258,7 +260,13 @@ impl Policy {
     }
 
     fn hard(&self, host: &str, port: u16, class: Class, ip: Option<IpAddr>) -> Denial {
-        self.denial(host, port, Rule::Hard(class, ip), Source::HardDeny, Scope::Policy)
+        self.denial(
+            host,
+            port,
+            Rule::Hard(class, ip),
+            Source::HardDeny,
+            Scope::Policy,
+        )
     }
 
     fn session_lookup(&self, host: &str) -> Option<(Decision, String, EntryScope)> {
@@ -318,7 +326,13 @@ impl Policy {
         Tentative::Undecided
     }
 
-    fn report(&self, host: &str, port: u16, via: &'static str, r: &Result<(Route, Source, Scope, bool, String), Denial>) {
+    fn report(
+        &self,
+        host: &str,
+        port: u16,
+        via: &'static str,
+        r: &Result<(Route, Source, Scope, bool, String), Denial>,
+    ) {
         let e = match r {
             Ok((_, source, scope, persisted, rule)) => NetDecision {
                 event: "net.decision",
@@ -351,7 +365,12 @@ impl Policy {
 
     /// Decides about `host:port` (`via` names the protocol for the audit event) and
     /// reports the decision; on success, where to connect.
-    pub async fn check(self: &Arc<Self>, host: &str, port: u16, via: &'static str) -> Result<Route, Denial> {
+    pub async fn check(
+        self: &Arc<Self>,
+        host: &str,
+        port: u16,
+        via: &'static str,
+    ) -> Result<Route, Denial> {
         let host = domain::normalize_host(host.trim_start_matches('[').trim_end_matches(']'));
         let r = self.decide(&host, port).await;
         self.report(&host, port, via, &r);
@@ -365,7 +384,13 @@ impl Policy {
     ) -> Result<(Route, Source, Scope, bool, String), Denial> {
         let literal: Option<IpAddr> = host.parse().ok();
         if port == 0 || host.is_empty() {
-            return Err(self.denial(host, port, Rule::InvalidTarget("no host or port 0".into()), Source::Request, Scope::Policy));
+            return Err(self.denial(
+                host,
+                port,
+                Rule::InvalidTarget("no host or port 0".into()),
+                Source::Request,
+                Scope::Policy,
+            ));
         }
         if literal.is_none() && (!domain::valid_dns_name(host) || is_numeric_name(host)) {
             return Err(self.denial(
@@ -392,12 +417,24 @@ impl Policy {
         let mut unavailable = None;
         if let Tentative::Undecided = tentative {
             if !self.prompt_enabled && !self.allow_list_empty {
-                return Err(self.denial(host, port, Rule::NotInAllowlist, Source::Default, Scope::Policy));
+                return Err(self.denial(
+                    host,
+                    port,
+                    Rule::NotInAllowlist,
+                    Source::Default,
+                    Scope::Policy,
+                ));
             }
             if self.prompt_enabled {
                 if let Availability::Unavailable(why) = self.prompter.availability() {
                     if !self.allow_when_unavailable {
-                        return Err(self.denial(host, port, Rule::NoDisplay(why), Source::Unavailable, Scope::Once));
+                        return Err(self.denial(
+                            host,
+                            port,
+                            Rule::NoDisplay(why),
+                            Source::Unavailable,
+                            Scope::Once,
+                        ));
                     }
                     unavailable = Some(why);
                 }
@@ -407,11 +444,37 @@ impl Policy {
             (Some(up), _) if up.applies(host, port) => Route::Upstream(up.clone()),
             (_, Some(ip)) => Route::Direct(vec![SocketAddr::new(ip, port)]),
             (_, None) => {
-                let ips = match tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.resolve(host)).await {
+                let ips = match tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.resolve(host))
+                    .await
+                {
                     Ok(Ok(ips)) if !ips.is_empty() => ips,
-                    Ok(Ok(_)) => return Err(self.denial(host, port, Rule::Dns("no address".into()), Source::Dns, Scope::Policy)),
-                    Ok(Err(e)) => return Err(self.denial(host, port, Rule::Dns(e.to_string()), Source::Dns, Scope::Policy)),
-                    Err(_) => return Err(self.denial(host, port, Rule::Dns(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs())), Source::Dns, Scope::Policy)),
+                    Ok(Ok(_)) => {
+                        return Err(self.denial(
+                            host,
+                            port,
+                            Rule::Dns("no address".into()),
+                            Source::Dns,
+                            Scope::Policy,
+                        ))
+                    }
+                    Ok(Err(e)) => {
+                        return Err(self.denial(
+                            host,
+                            port,
+                            Rule::Dns(e.to_string()),
+                            Source::Dns,
+                            Scope::Policy,
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(self.denial(
+                            host,
+                            port,
+                            Rule::Dns(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs())),
+                            Source::Dns,
+                            Scope::Policy,
+                        ))
+                    }
                 };
                 let own = self.own.get();
                 for ip in &ips {
@@ -419,21 +482,41 @@ impl Policy {
                         return Err(self.hard(host, port, class, Some(*ip)));
                     }
                 }
-                Route::Direct(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+                Route::Direct(
+                    ips.into_iter()
+                        .map(|ip| SocketAddr::new(ip, port))
+                        .collect(),
+                )
             }
         };
         match tentative {
-            Tentative::Allow(source, scope, rule) => return Ok((route, source, scope, false, rule)),
+            Tentative::Allow(source, scope, rule) => {
+                return Ok((route, source, scope, false, rule))
+            }
             Tentative::Deny(_) => unreachable!("returned above"),
             Tentative::Undecided => {}
         }
         if !self.prompt_enabled {
             // The allowlist is empty here (a non-empty one refused above): pure blocklist mode.
-            return Ok((route, Source::Default, Scope::Policy, false, "default allow (no allowlist)".into()));
+            return Ok((
+                route,
+                Source::Default,
+                Scope::Policy,
+                false,
+                "default allow (no allowlist)".into(),
+            ));
         }
         if let Some(why) = unavailable {
-            tracing::info!("{host}:{port} allowed without a prompt ({why}): on_unavailable is \"allow\"");
-            return Ok((route, Source::Unavailable, Scope::Once, false, "on_unavailable allow".into()));
+            tracing::info!(
+                "{host}:{port} allowed without a prompt ({why}): on_unavailable is \"allow\""
+            );
+            return Ok((
+                route,
+                Source::Unavailable,
+                Scope::Once,
+                false,
+                "on_unavailable allow".into(),
+            ));
         }
         match self.prompt(host, port).await {
             Outcome::Chose(choice, persisted) => {
@@ -443,21 +526,41 @@ impl Policy {
                     Lifetime::Permanent => Scope::Permanent,
                 };
                 match choice.decision {
-                    Decision::Allow => Ok((route, Source::Prompt, scope, persisted, "prompt".into())),
+                    Decision::Allow => {
+                        Ok((route, Source::Prompt, scope, persisted, "prompt".into()))
+                    }
                     Decision::Deny => {
                         let how = match choice.lifetime {
                             Lifetime::Once => "once",
                             Lifetime::Session => "for this session",
                             Lifetime::Permanent => "permanently",
                         };
-                        let mut d = self.denial(host, port, Rule::PromptDeclined(how), Source::Prompt, scope);
+                        let mut d = self.denial(
+                            host,
+                            port,
+                            Rule::PromptDeclined(how),
+                            Source::Prompt,
+                            scope,
+                        );
                         d.persisted = persisted;
                         Err(d)
                     }
                 }
             }
-            Outcome::TimedOut(s) => Err(self.denial(host, port, Rule::PromptTimeout(s), Source::Prompt, Scope::Once)),
-            Outcome::Failed(e) => Err(self.denial(host, port, Rule::PromptFailed(e), Source::Prompt, Scope::Once)),
+            Outcome::TimedOut(s) => Err(self.denial(
+                host,
+                port,
+                Rule::PromptTimeout(s),
+                Source::Prompt,
+                Scope::Once,
+            )),
+            Outcome::Failed(e) => Err(self.denial(
+                host,
+                port,
+                Rule::PromptFailed(e),
+                Source::Prompt,
+                Scope::Once,
+            )),
         }
     }
 
@@ -518,14 +621,19 @@ impl Policy {
                     EntryScope::Suffix => q.suffix.clone(),
                 };
                 let pages = self.pages.clone();
-                let saved = tokio::task::spawn_blocking(move || pages.save(&key, choice.scope, choice.decision))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let saved = tokio::task::spawn_blocking(move || {
+                    pages.save(&key, choice.scope, choice.decision)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
                 match saved {
                     Ok(()) => Outcome::Chose(choice, true),
                     Err(e) => {
-                        tracing::error!("the permanent choice for {} holds for this session only: {e}", q.host);
+                        tracing::error!(
+                            "the permanent choice for {} holds for this session only: {e}",
+                            q.host
+                        );
                         self.remember(&q.host, choice);
                         Outcome::Chose(choice, false)
                     }

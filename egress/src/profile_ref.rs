@@ -73,7 +73,10 @@ mod tests {
     fn pages_paths() {
         let p = ProfileRef::from_sources(
             "work",
-            &["/repo/.omac/profiles/work.json".into(), "builtin:default".into()],
+            &[
+                "/repo/.omac/profiles/work.json".into(),
+                "builtin:default".into(),
+            ],
             Some(Path::new("/home/u/.config/omac")),
         );
         assert_eq!(

@@ -103,9 +103,18 @@ mod tests {
         let r = StaticResolver::new();
         r.answer("a.test", &["203.0.113.1".parse().unwrap()])
             .answer("a.test", &["127.0.0.1".parse().unwrap()]);
-        assert_eq!(r.resolve("A.test.").await.unwrap()[0].to_string(), "203.0.113.1");
-        assert_eq!(r.resolve("a.test").await.unwrap()[0].to_string(), "127.0.0.1");
-        assert_eq!(r.resolve("a.test").await.unwrap()[0].to_string(), "127.0.0.1");
+        assert_eq!(
+            r.resolve("A.test.").await.unwrap()[0].to_string(),
+            "203.0.113.1"
+        );
+        assert_eq!(
+            r.resolve("a.test").await.unwrap()[0].to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            r.resolve("a.test").await.unwrap()[0].to_string(),
+            "127.0.0.1"
+        );
         assert!(r.resolve("b.test").await.is_err());
         assert_eq!(r.lookups().len(), 4);
     }

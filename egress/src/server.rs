@@ -118,9 +118,7 @@ impl Builder {
         )?;
         let mut guard = Guard::new(&self.network.allow_private);
         guard.exempt = self.exempt;
-        let prompter = self
-            .prompter
-            .unwrap_or_else(|| prompt::from_env(&self.env));
+        let prompter = self.prompter.unwrap_or_else(|| prompt::from_env(&self.env));
         Ok(Arc::new(Policy::new(Parts {
             network: self.network,
             profile: self.profile,

@@ -59,7 +59,10 @@ async fn handshake(s: &mut UnixStream) -> io::Result<Result<(String, u16), u8>> 
     let mut req = [0u8; 4];
     s.read_exact(&mut req).await?;
     if req[0] != 5 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a SOCKS5 request"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a SOCKS5 request",
+        ));
     }
     let host = match req[3] {
         1 => {

@@ -150,7 +150,9 @@ mod linux {
         let mut total = 0u64;
         loop {
             let n = src
-                .ready_io(Interest::READABLE, || splice(src.fd(), p.w.as_raw_fd(), p.size))
+                .ready_io(Interest::READABLE, || {
+                    splice(src.fd(), p.w.as_raw_fd(), p.size)
+                })
                 .await?;
             if n == 0 {
                 dst.shut_write();
@@ -159,10 +161,15 @@ mod linux {
             let mut left = n;
             while left > 0 {
                 let m = dst
-                    .ready_io(Interest::WRITABLE, || splice(p.r.as_raw_fd(), dst.fd(), left))
+                    .ready_io(Interest::WRITABLE, || {
+                        splice(p.r.as_raw_fd(), dst.fd(), left)
+                    })
                     .await?;
                 if m == 0 {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "peer stopped reading"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "peer stopped reading",
+                    ));
                 }
                 left -= m;
                 total += m as u64;

@@ -113,8 +113,7 @@ pub fn parse_url(text: &str, origin: &str) -> Result<Upstream, Error> {
             .ok_or_else(|| bad(format!("port {p:?} is not between 1 and 65535")))?,
     };
     let host = omac_bundle::domain::normalize_host(&host);
-    if !(omac_bundle::domain::is_ip_literal(&host) || omac_bundle::domain::valid_dns_name(&host))
-    {
+    if !(omac_bundle::domain::is_ip_literal(&host) || omac_bundle::domain::valid_dns_name(&host)) {
         return Err(bad(format!("{host:?} is not a host name")));
     }
     let authorization = userinfo.map(|u| {
@@ -143,7 +142,11 @@ pub fn select(
         None => {
             let found = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]
                 .iter()
-                .find_map(|k| env.get(*k).filter(|v| !v.trim().is_empty()).map(|v| (*k, v)));
+                .find_map(|k| {
+                    env.get(*k)
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| (*k, v))
+                });
             match found {
                 None => return Ok(None),
                 Some((k, v)) => match parse_url(v, k) {
@@ -157,7 +160,10 @@ pub fn select(
         }
     };
     up.no_proxy = if !no_proxy.is_empty() {
-        no_proxy.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+        no_proxy
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect()
     } else {
         env.get("NO_PROXY")
             .or_else(|| env.get("no_proxy"))
@@ -216,7 +222,10 @@ impl Upstream {
             Ok(ip) => vec![ip],
             Err(_) => resolver.resolve(&self.host).await?,
         };
-        let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, self.port)).collect();
+        let addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .collect();
         crate::dial::connect_any(&addrs).await
     }
 
@@ -228,7 +237,10 @@ impl Upstream {
         host: &str,
         port: u16,
     ) -> Result<(TcpStream, Vec<u8>), UpstreamError> {
-        let mut s = self.connect(resolver).await.map_err(UpstreamError::Connect)?;
+        let mut s = self
+            .connect(resolver)
+            .await
+            .map_err(UpstreamError::Connect)?;
         let auth = Upstream::authority(host, port);
         let mut req = format!("CONNECT {auth} HTTP/1.1\r\nHost: {auth}\r\n");
         if let Some(a) = &self.authorization {
@@ -300,11 +312,20 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("proxy.corp", 3128));
         assert_eq!(u.authorization.as_deref(), Some("Basic dXNlcjpwQHNz"));
         let u = parse_url("proxy.corp:8080", "x").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.authorization), ("proxy.corp", 8080, None));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.authorization),
+            ("proxy.corp", 8080, None)
+        );
         let u = parse_url("[::1]:3128", "x").unwrap();
         assert_eq!(u.host, "::1");
         assert_eq!(parse_url("http://p", "x").unwrap().port, 80);
-        for bad in ["https://p:1", "socks5://p:1", "http://p:0", "http://p:1/path", "http://"] {
+        for bad in [
+            "https://p:1",
+            "socks5://p:1",
+            "http://p:0",
+            "http://p:1/path",
+            "http://",
+        ] {
             assert!(parse_url(bad, "x").is_err(), "{bad}");
         }
         assert_eq!(base64(b"a"), "YQ==");
@@ -318,10 +339,16 @@ mod tests {
         let e = env(&[
             ("http_proxy", "http://low:1"),
             ("HTTPS_PROXY", "corp:3128"),
-            ("no_proxy", "internal.corp, .example.org,10.0.0.0/8,host.x:22"),
+            (
+                "no_proxy",
+                "internal.corp, .example.org,10.0.0.0/8,host.x:22",
+            ),
         ]);
         let u = select(None, &[], &e).unwrap().unwrap();
-        assert_eq!((u.host.as_str(), u.origin.as_str()), ("corp", "HTTPS_PROXY"));
+        assert_eq!(
+            (u.host.as_str(), u.origin.as_str()),
+            ("corp", "HTTPS_PROXY")
+        );
         assert!(!u.applies("internal.corp", 443));
         assert!(!u.applies("git.internal.corp", 443));
         assert!(u.applies("notinternal.corp", 443));
@@ -333,11 +360,17 @@ mod tests {
         let u = select(Some("http://profile:9"), &["only.this".into()], &e)
             .unwrap()
             .unwrap();
-        assert_eq!((u.host.as_str(), u.origin.as_str()), ("profile", "network.upstream_proxy"));
+        assert_eq!(
+            (u.host.as_str(), u.origin.as_str()),
+            ("profile", "network.upstream_proxy")
+        );
         assert!(!u.applies("only.this", 1) && u.applies("internal.corp", 1));
         assert!(select(Some("https://x:1"), &[], &e).is_err());
         // A bad environment value is ignored, not fatal.
-        assert_eq!(select(None, &[], &env(&[("HTTPS_PROXY", "socks5://x:1")])).unwrap(), None);
+        assert_eq!(
+            select(None, &[], &env(&[("HTTPS_PROXY", "socks5://x:1")])).unwrap(),
+            None
+        );
         let star = select(None, &[], &env(&[("HTTP_PROXY", "p:1"), ("NO_PROXY", "*")]))
             .unwrap()
             .unwrap();

@@ -100,7 +100,12 @@ impl Denial {
 
     /// One line for headers and logs.
     pub fn summary(&self) -> String {
-        format!("{} refused ({}): {}", self.target(), self.rule.name(), self.reason)
+        format!(
+            "{} refused ({}): {}",
+            self.target(),
+            self.rule.name(),
+            self.reason
+        )
     }
 
     /// The SOCKS5 reply code (RFC 1928): 0x02 "not allowed by ruleset" for policy

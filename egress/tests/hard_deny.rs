@@ -101,7 +101,11 @@ async fn literals_and_names_of_forbidden_addresses_are_refused_by_every_protocol
         let target = format!("{host}:{port}");
         let (status, head, body, _) = connect(&p.socket, &target).await;
         assert_eq!(status, 403, "CONNECT {target}: {head}");
-        assert_eq!(header(&head, "x-omac-rule").as_deref(), Some(*rule), "{target}: {body}");
+        assert_eq!(
+            header(&head, "x-omac-rule").as_deref(),
+            Some(*rule),
+            "{target}: {body}"
+        );
         if *rule == "private" {
             assert!(body.contains("network.allow_private"), "{body}");
         }
@@ -120,12 +124,22 @@ async fn literals_and_names_of_forbidden_addresses_are_refused_by_every_protocol
     // Plain forwarding too.
     let bridge = relay(&p.socket).await;
     for host in ["127.0.0.9", "lo.test", "[::ffff:127.0.0.9]"] {
-        let (code, out, _) = curl(&["-x", &format!("http://{bridge}"), "-D", "-", &format!("http://{host}:{port}/")]).await;
+        let (code, out, _) = curl(&[
+            "-x",
+            &format!("http://{bridge}"),
+            "-D",
+            "-",
+            &format!("http://{host}:{port}/"),
+        ])
+        .await;
         assert_eq!(code, 0);
         assert!(out.starts_with("HTTP/1.1 403"), "{host}: {out}");
     }
     assert_eq!(probe.count(), 0, "a refused destination was connected to");
-    assert!(p.events().iter().all(|e| !e.allow && e.source == Source::HardDeny));
+    assert!(p
+        .events()
+        .iter()
+        .all(|e| !e.allow && e.source == Source::HardDeny));
 
     // The unconfined counterpart: the probe does count a connection made directly...
     drop(direct(probe.addr).await);
@@ -180,7 +194,10 @@ async fn dns_rebinding_cannot_reach_loopback() {
     }
     assert_eq!(internal.count(), 0, "the internal service was reached");
     assert_eq!(public.count(), 1);
-    assert_eq!(p.resolver.lookups().len(), 4 + usize::from(internal.addr.port() == public.addr.port()));
+    assert_eq!(
+        p.resolver.lookups().len(),
+        4 + usize::from(internal.addr.port() == public.addr.port())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +225,12 @@ async fn private_ranges_open_only_where_allow_private_says_and_host_addresses_ne
     );
     let d = policy.check("db.corp.test", 443, "test").await.unwrap_err();
     assert_eq!(d.rule.name(), "private");
-    assert!(d.fix.contains("add \"10.21.0.5/32\" (or its whole range) to network.allow_private in"), "{}", d.fix);
+    assert!(
+        d.fix
+            .contains("add \"10.21.0.5/32\" (or its whole range) to network.allow_private in"),
+        "{}",
+        d.fix
+    );
     if let Some(a) = own.first() {
         let d = policy.check("me.corp.test", 443, "test").await.unwrap_err();
         assert_eq!(d.rule.name(), "host-address", "{a}");

@@ -47,18 +47,27 @@ async fn curl_through_connect_and_forwarding_to_an_allowed_domain() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("GET /fwd?q=1 HTTP/1.1"), "{out}");
-    assert!(out.contains(&format!("host: allowed.test:{port}")) || out.contains(&format!("Host: allowed.test:{port}")), "{out}");
+    assert!(
+        out.contains(&format!("host: allowed.test:{port}"))
+            || out.contains(&format!("Host: allowed.test:{port}")),
+        "{out}"
+    );
     assert!(out.contains("X-Kept: 1"), "{out}");
     let lower = out.to_ascii_lowercase();
     assert!(!lower.contains("proxy-authorization"), "{out}");
     assert!(!lower.contains("proxy-connection"), "{out}");
     assert!(!lower.contains("x-hop: secret"), "{out}");
     // The origin's hop-by-hop Keep-Alive is not passed back to the client.
-    assert!(lower.contains("x-origin: yes") && !lower.contains("keep-alive: timeout"), "{out}");
+    assert!(
+        lower.contains("x-origin: yes") && !lower.contains("keep-alive: timeout"),
+        "{out}"
+    );
 
     let ev = p.events();
     assert_eq!(ev.len(), 2);
-    assert!(ev.iter().all(|e| e.allow && e.source == Source::Allowlist && e.scope == Scope::Policy));
+    assert!(ev
+        .iter()
+        .all(|e| e.allow && e.source == Source::Allowlist && e.scope == Scope::Policy));
     assert_eq!((ev[0].via, ev[1].via), ("http-connect", "http-forward"));
     assert_eq!(ev[0].host, "allowed.test");
     assert_eq!(ev[0].port, port);
@@ -72,7 +81,8 @@ async fn raw_connect_tunnel_carries_bytes_both_ways_and_half_closes() {
         .name("echo.svc.test", &["127.0.0.1"])
         .start()
         .await;
-    let (status, head, early, s) = connect(&p.socket, &format!("echo.svc.test:{}", echo.addr.port())).await;
+    let (status, head, early, s) =
+        connect(&p.socket, &format!("echo.svc.test:{}", echo.addr.port())).await;
     assert_eq!(status, 200, "{head}");
     // A server that speaks first (as sshd does), then echoes what the client sent after
     // the client's half-close.
@@ -99,24 +109,41 @@ async fn a_denied_domain_gets_a_403_that_says_host_rule_and_fix() {
     let (status, head, body, _) = connect(&p.socket, &format!("other.test:{port}")).await;
     assert_eq!(status, 403);
     assert_eq!(header(&head, "x-omac-sandbox").as_deref(), Some("denied"));
-    assert_eq!(header(&head, "x-omac-rule").as_deref(), Some("not in allowlist"));
+    assert_eq!(
+        header(&head, "x-omac-rule").as_deref(),
+        Some("not in allowlist")
+    );
     assert!(body.contains(&format!("other.test:{port}")), "{body}");
     assert!(body.contains("rule: not in allowlist"), "{body}");
     assert!(
-        body.contains(&format!("add \"other.test\" to network.allow_domain in {profile}")),
+        body.contains(&format!(
+            "add \"other.test\" to network.allow_domain in {profile}"
+        )),
         "{body}"
     );
 
     let (status, head, body, _) = connect(&p.socket, &format!("blocked.test:{port}")).await;
     assert_eq!(status, 403);
     assert_eq!(header(&head, "x-omac-rule").as_deref(), Some("deny_domain"));
-    assert!(body.contains(&format!("remove \"blocked.test\" from network.deny_domain in {profile}")), "{body}");
+    assert!(
+        body.contains(&format!(
+            "remove \"blocked.test\" from network.deny_domain in {profile}"
+        )),
+        "{body}"
+    );
     // A deny_domain refusal needs no DNS lookup.
     assert!(!p.resolver.lookups().contains(&"blocked.test".to_string()));
 
     // Through curl's plain forwarding the body reaches the user.
     let bridge = relay(&p.socket).await;
-    let (code, out, _) = curl(&["-x", &format!("http://{bridge}"), "-D", "-", &format!("http://other.test:{port}/")]).await;
+    let (code, out, _) = curl(&[
+        "-x",
+        &format!("http://{bridge}"),
+        "-D",
+        "-",
+        &format!("http://other.test:{port}/"),
+    ])
+    .await;
     assert_eq!(code, 0);
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     assert!(out.contains("x-omac-sandbox: denied"), "{out}");
@@ -133,12 +160,16 @@ async fn bad_requests_are_refused_clearly() {
     let p = Setup::new(net(&[], &[], false)).start().await;
     // An origin-form request: the proxy is not a web server.
     let mut s = tokio::net::UnixStream::connect(&p.socket).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (head, _) = read_head(&mut s).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     // https:// in absolute form must use CONNECT.
     let mut s = tokio::net::UnixStream::connect(&p.socket).await.unwrap();
-    s.write_all(b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    s.write_all(b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
     let (head, _) = read_head(&mut s).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     // A numeric "name" that inet_aton would read as 127.0.0.1, and port 0.
@@ -192,21 +223,27 @@ async fn the_socket_is_private_and_not_stolen() {
     let mode = std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // A second proxy on the same live socket is refused.
-    let again = omac_egress::Builder::new(net(&[], &[], false), omac_egress::ProfileRef {
-        name: "x".into(),
-        file: None,
-        user_dir: None,
-    })
+    let again = omac_egress::Builder::new(
+        net(&[], &[], false),
+        omac_egress::ProfileRef {
+            name: "x".into(),
+            file: None,
+            user_dir: None,
+        },
+    )
     .bind(&p.socket);
     assert!(again.is_err());
     // A regular file in the way is not deleted.
     let file = p.dir.path().join("file.sock");
     std::fs::write(&file, "keep").unwrap();
-    let b = omac_egress::Builder::new(net(&[], &[], false), omac_egress::ProfileRef {
-        name: "x".into(),
-        file: None,
-        user_dir: None,
-    });
+    let b = omac_egress::Builder::new(
+        net(&[], &[], false),
+        omac_egress::ProfileRef {
+            name: "x".into(),
+            file: None,
+            user_dir: None,
+        },
+    );
     assert!(b.bind(&file).is_err());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     // A stale socket (nobody listening) is replaced; shutdown removes it.
@@ -215,11 +252,14 @@ async fn the_socket_is_private_and_not_stolen() {
     assert!(!sock.exists());
     let stale = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     drop(stale);
-    let h = omac_egress::Builder::new(net(&[], &[], false), omac_egress::ProfileRef {
-        name: "x".into(),
-        file: None,
-        user_dir: None,
-    })
+    let h = omac_egress::Builder::new(
+        net(&[], &[], false),
+        omac_egress::ProfileRef {
+            name: "x".into(),
+            file: None,
+            user_dir: None,
+        },
+    )
     .bind(&sock)
     .unwrap()
     .spawn();

@@ -61,10 +61,20 @@ async fn once_and_session_choices() {
     // The allowlist never asks.
     assert!(ok(&p, &t("listed.test")).await);
     let asked: Vec<String> = p.stub.asked().into_iter().map(|q| q.host).collect();
-    assert_eq!(asked, ["once.test", "once.test", "sess.test", "a.sfx.test", "no.test"]);
+    assert_eq!(
+        asked,
+        [
+            "once.test",
+            "once.test",
+            "sess.test",
+            "a.sfx.test",
+            "no.test"
+        ]
+    );
     assert_eq!(p.stub.asked()[3].suffix, "sfx.test");
     let ev = p.events();
-    let kinds: Vec<(bool, Source, Scope)> = ev.iter().map(|e| (e.allow, e.source, e.scope)).collect();
+    let kinds: Vec<(bool, Source, Scope)> =
+        ev.iter().map(|e| (e.allow, e.source, e.scope)).collect();
     assert_eq!(
         kinds,
         [
@@ -116,23 +126,33 @@ async fn permanent_choices_persist_for_the_next_session() {
             {"host": "evil.test", "scope": "suffix", "decision": "deny"},
         ]})
     );
-    assert!(text.starts_with("{\n  \"schema\": 1,"), "pretty-printed: {text}");
+    assert!(
+        text.starts_with("{\n  \"schema\": 1,"),
+        "pretty-printed: {text}"
+    );
     assert_eq!(p.pages, p.dir.path().join("work.pages.json"));
 
     // The next session (same profile) decides from the file without asking, and the
     // learned deny explains itself.
     let dir = p.stop().await;
-    let mut s = names(Setup::new(net(&["cdn.evil.test"], &[], true))).decisions(json!({"*": "allow-once"}));
+    let mut s =
+        names(Setup::new(net(&["cdn.evil.test"], &[], true))).decisions(json!({"*": "allow-once"}));
     s.dir = Some(dir);
     let p2 = s.start().await;
     assert!(ok(&p2, &t("keep.test")).await);
     let (status, _, body, _) = connect(&p2.socket, &t("cdn.evil.test")).await;
     assert_eq!(status, 403, "a learned deny beats allow_domain");
     assert!(body.contains("rule: learned"), "{body}");
-    assert!(body.contains(&format!("from {}", p2.pages.display())), "{body}");
+    assert!(
+        body.contains(&format!("from {}", p2.pages.display())),
+        "{body}"
+    );
     assert!(p2.stub.asked().is_empty());
     let ev = p2.events();
-    assert_eq!((ev[0].source, ev[0].scope), (Source::Learned, Scope::Permanent));
+    assert_eq!(
+        (ev[0].source, ev[0].scope),
+        (Source::Learned, Scope::Permanent)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +183,10 @@ async fn concurrent_requests_share_one_dialog() {
     }
     assert_eq!(p.stub.asked().len(), 1, "one dialog for twelve requests");
     assert_eq!(p.events().len(), 12);
-    assert!(p.events().iter().all(|e| e.allow && e.source == Source::Prompt));
+    assert!(p
+        .events()
+        .iter()
+        .all(|e| e.allow && e.source == Source::Prompt));
     // Once means once: the next request asks again.
     assert!(ok(&p, &format!("busy.test:{port}")).await);
     assert_eq!(p.stub.asked().len(), 2);
@@ -180,11 +203,18 @@ async fn an_unanswered_dialog_times_out_as_a_refusal() {
         .decisions(json!({"slow.test": {"choice": "allow-permanent", "delay_ms": 30000}}))
         .start()
         .await;
-    let (status, head, body, _) = connect(&p.socket, &format!("slow.test:{}", echo.addr.port())).await;
+    let (status, head, body, _) =
+        connect(&p.socket, &format!("slow.test:{}", echo.addr.port())).await;
     assert_eq!(status, 403);
-    assert_eq!(header(&head, "x-omac-rule").as_deref(), Some("prompt timeout"));
+    assert_eq!(
+        header(&head, "x-omac-rule").as_deref(),
+        Some("prompt timeout")
+    );
     assert!(body.contains("no answer within 1 s"), "{body}");
-    assert!(body.contains("add \"slow.test\" to network.allow_domain"), "{body}");
+    assert!(
+        body.contains("add \"slow.test\" to network.allow_domain"),
+        "{body}"
+    );
     assert!(!p.pages.exists(), "the late answer is not applied");
     assert_eq!(echo.count(), 0);
 }
@@ -211,7 +241,9 @@ async fn headless_sessions_follow_on_unavailable() {
     // on_unavailable: allow lets it through, reported as such.
     let mut n = net(&["listed.test"], &[], true);
     n.prompt.on_unavailable = "allow".into();
-    let mut s = Setup::new(n).exempt(echo.addr).name("new.test", &["127.0.0.1"]);
+    let mut s = Setup::new(n)
+        .exempt(echo.addr)
+        .name("new.test", &["127.0.0.1"]);
     s.prompter = Some(Arc::new(DialogPrompter::from_env(&env)));
     let p = s.start().await;
     assert!(ok(&p, &format!("new.test:{port}")).await);
@@ -236,7 +268,10 @@ async fn with_the_prompt_off_the_allowlist_decides() {
         .name("any.test", &["127.0.0.1"])
         .start()
         .await;
-    assert!(ok(&p, &format!("any.test:{port}")).await, "empty allowlist: allow");
+    assert!(
+        ok(&p, &format!("any.test:{port}")).await,
+        "empty allowlist: allow"
+    );
     assert_eq!(rule(&p, &format!("deny.test:{port}")).await, "deny_domain");
     assert_eq!(p.events()[0].source, Source::Default);
     let p = Setup::new(net(&["only.test"], &[], false))
@@ -244,7 +279,10 @@ async fn with_the_prompt_off_the_allowlist_decides() {
         .name("any.test", &["127.0.0.1"])
         .start()
         .await;
-    assert_eq!(rule(&p, &format!("any.test:{port}")).await, "not in allowlist");
+    assert_eq!(
+        rule(&p, &format!("any.test:{port}")).await,
+        "not in allowlist"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +299,14 @@ async fn a_broken_pages_file_is_reported_and_left_untouched() {
         .decisions(json!({"perm.test": "allow-permanent"}));
     s.dir = Some(dir);
     let p = s.start().await;
-    assert!(p.handle.as_ref().unwrap().policy().pages().broken().is_some());
+    assert!(p
+        .handle
+        .as_ref()
+        .unwrap()
+        .policy()
+        .pages()
+        .broken()
+        .is_some());
     assert!(ok(&p, &format!("perm.test:{port}")).await);
     // Not persisted, but remembered for the session: no second dialog.
     assert!(ok(&p, &format!("perm.test:{port}")).await);
@@ -287,7 +332,11 @@ async fn rule_order_learned_deny_session_deny_deny_domain_allow_domain_learned_a
     )
     .unwrap();
     let mut s = Setup::new(net(
-        &["learned-deny.test", "session-deny.test", "denied-and-allowed.test"],
+        &[
+            "learned-deny.test",
+            "session-deny.test",
+            "denied-and-allowed.test",
+        ],
         &["denied-and-allowed.test", "learned-allow.test"],
         true,
     ))
@@ -310,7 +359,10 @@ async fn rule_order_learned_deny_session_deny_deny_domain_allow_domain_learned_a
         .decisions(json!({"x.sd.test": "deny-session-suffix"}))
         .start()
         .await;
-    assert!(ok(&p2, &t("a.sd.test")).await, "listed: allowed without a prompt");
+    assert!(
+        ok(&p2, &t("a.sd.test")).await,
+        "listed: allowed without a prompt"
+    );
     assert_eq!(rule(&p2, &t("x.sd.test")).await, "prompt declined");
     assert_eq!(rule(&p2, &t("a.sd.test")).await, "session");
     assert_eq!(p2.stub.asked().len(), 1);

@@ -16,13 +16,17 @@ async fn curl_socks5h_with_a_domain_name() {
         .start()
         .await;
     let proxy = format!("socks5h://localhost{}", p.socket.display());
-    let (code, out, err) = curl(&["--proxy", &proxy, &format!("http://allowed.test:{port}/s")]).await;
+    let (code, out, err) =
+        curl(&["--proxy", &proxy, &format!("http://allowed.test:{port}/s")]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("GET /s HTTP/1.1"), "{out}");
     // Refused: curl reports the SOCKS error ("not allowed by ruleset").
     let (code, _, err) = curl(&["--proxy", &proxy, &format!("http://denied.test:{port}/")]).await;
     assert_ne!(code, 0);
-    assert!(err.to_lowercase().contains("socks") || err.contains("connection"), "{err}");
+    assert!(
+        err.to_lowercase().contains("socks") || err.contains("connection"),
+        "{err}"
+    );
     let ev = p.events();
     assert_eq!(ev[0].via, "socks5");
     assert!(ev[0].allow && !ev[1].allow);
@@ -49,19 +53,27 @@ async fn ipv4_and_ipv6_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_codes() {
     // A port nobody listens on, exempted, so the refusal comes from the kernel: 0x05.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let p = Setup::new(net(&["*.test", "127.0.0.1"], &["bad.test"], false))
         .exempt(closed)
         .start()
         .await;
     assert_eq!(socks(&p.socket, 3, "bad.test", 443).await.0, 0x02);
     assert_eq!(socks(&p.socket, 3, "nxdomain.test", 443).await.0, 0x04);
-    assert_eq!(socks(&p.socket, 1, "127.0.0.1", closed.port()).await.0, 0x05);
+    assert_eq!(
+        socks(&p.socket, 1, "127.0.0.1", closed.port()).await.0,
+        0x05
+    );
 
     // BIND (0x02) and UDP ASSOCIATE (0x03): command not supported.
     for cmd in [2u8, 3] {
         let mut s = tokio::net::UnixStream::connect(&p.socket).await.unwrap();
-        s.write_all(&[5, 1, 0, 5, cmd, 0, 1, 127, 0, 0, 1, 0, 80]).await.unwrap();
+        s.write_all(&[5, 1, 0, 5, cmd, 0, 1, 127, 0, 0, 1, 0, 80])
+            .await
+            .unwrap();
         let mut r = [0u8; 12];
         s.read_exact(&mut r).await.unwrap();
         assert_eq!(&r[..2], &[5, 0]);

@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches.
 
 mod bundle;
+mod connect;
 
 use anyhow::Context;
 
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
+        Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

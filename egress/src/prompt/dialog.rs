@@ -19,7 +19,9 @@ pub struct DialogPrompter {
 }
 
 fn find(env: &HashMap<String, String>, name: &str) -> Option<PathBuf> {
-    let path = env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", |p| p.as_str());
+    let path = env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", |p| p.as_str());
     path.split(':')
         .filter(|d| d.starts_with('/'))
         .map(|d| Path::new(d).join(name))
@@ -54,7 +56,9 @@ impl DialogPrompter {
         }
         if cfg!(target_os = "macos") {
             if self.env.contains_key("SSH_CONNECTION") || self.env.contains_key("SSH_TTY") {
-                return Err("this is an SSH session (dialogs would appear on another screen)".into());
+                return Err(
+                    "this is an SSH session (dialogs would appear on another screen)".into(),
+                );
             }
             return find(&self.env, "osascript")
                 .map(Backend::Osascript)
@@ -147,10 +151,19 @@ impl Prompter for DialogPrompter {
                     c.args(["--list", "--radiolist", "--hide-header"])
                         .arg(format!("--title={TITLE}"))
                         .arg(format!("--text={}", text(q)))
-                        .args(["--column=", "--column=choice", "--width=520", "--height=640"]);
+                        .args([
+                            "--column=",
+                            "--column=choice",
+                            "--width=520",
+                            "--height=640",
+                        ]);
                     for ch in choices {
-                        c.arg(if ch == Choice::DENY_ONCE { "TRUE" } else { "FALSE" })
-                            .arg(ch.label(&q.suffix));
+                        c.arg(if ch == Choice::DENY_ONCE {
+                            "TRUE"
+                        } else {
+                            "FALSE"
+                        })
+                        .arg(ch.label(&q.suffix));
                     }
                     let (ok, out) = run(c).await?;
                     if !ok || out.is_empty() {
@@ -163,9 +176,9 @@ impl Prompter for DialogPrompter {
                     let mut c = self.command(&p);
                     c.arg("--title").arg(TITLE).arg("--radiolist").arg(text(q));
                     for ch in choices {
-                        c.arg(ch.token()).arg(ch.label(&q.suffix)).arg(
-                            if ch == Choice::DENY_ONCE { "on" } else { "off" },
-                        );
+                        c.arg(ch.token())
+                            .arg(ch.label(&q.suffix))
+                            .arg(if ch == Choice::DENY_ONCE { "on" } else { "off" });
                     }
                     let (ok, out) = run(c).await?;
                     if !ok || out.is_empty() {
@@ -212,7 +225,10 @@ mod tests {
 
     fn env(path: &Path, display: bool) -> HashMap<String, String> {
         let mut e = HashMap::new();
-        e.insert("PATH".to_string(), format!("{}:/usr/bin:/bin", path.display()));
+        e.insert(
+            "PATH".to_string(),
+            format!("{}:/usr/bin:/bin", path.display()),
+        );
         if display {
             e.insert("DISPLAY".to_string(), ":9".to_string());
         }
@@ -266,7 +282,10 @@ mod tests {
         assert_eq!(c.token(), "allow-session-suffix");
         let args = std::fs::read_to_string(&log).unwrap();
         assert!(args.contains("--radiolist"), "{args}");
-        assert!(args.contains("TRUE\nDeny once\n"), "deny once preselected: {args}");
+        assert!(
+            args.contains("TRUE\nDeny once\n"),
+            "deny once preselected: {args}"
+        );
         assert!(args.contains("api.example.com:443"), "{args}");
         assert!(args.contains("GTK=0"), "{args}");
         for _ in 0..50 {
@@ -289,7 +308,10 @@ mod tests {
         script(
             d.path(),
             "kdialog",
-            &format!("printf '%s\\n' \"$@\" > {}; echo allow-permanent", log.display()),
+            &format!(
+                "printf '%s\\n' \"$@\" > {}; echo allow-permanent",
+                log.display()
+            ),
         );
         assert_eq!(p.ask(&q()).await.unwrap().token(), "allow-permanent");
         let args = std::fs::read_to_string(&log).unwrap();

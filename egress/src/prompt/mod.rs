@@ -118,7 +118,9 @@ impl Choice {
 
     /// Reads a [`label`](Choice::label) as a dialog printed it.
     pub fn from_label(l: &str, suffix: &str) -> Option<Choice> {
-        Choice::all().into_iter().find(|c| c.label(suffix) == l.trim())
+        Choice::all()
+            .into_iter()
+            .find(|c| c.label(suffix) == l.trim())
     }
 }
 

@@ -120,10 +120,7 @@ impl StubPrompter {
 
     /// The questions asked so far.
     pub fn asked(&self) -> Vec<Question> {
-        self.asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.asked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -131,9 +128,9 @@ impl Prompter for StubPrompter {
     fn availability(&self) -> Availability {
         let o = read_object(&self.file);
         match o.get("@available") {
-            Some(Value::Bool(false)) => {
-                Availability::Unavailable("the stub prompt plays a machine without a display".into())
-            }
+            Some(Value::Bool(false)) => Availability::Unavailable(
+                "the stub prompt plays a machine without a display".into(),
+            ),
             _ => Availability::Available,
         }
     }
@@ -207,7 +204,10 @@ mod tests {
         assert_eq!(s.availability(), Availability::Available);
         let t = |c: Choice| c.token();
         assert_eq!(t(s.ask(&q("a.com")).await.unwrap()), "allow-session-suffix");
-        assert_eq!(t(s.ask(&q("b.com")).await.unwrap()), "allow-permanent-suffix");
+        assert_eq!(
+            t(s.ask(&q("b.com")).await.unwrap()),
+            "allow-permanent-suffix"
+        );
         assert_eq!(t(s.ask(&q("c.com")).await.unwrap()), "allow-once");
         assert_eq!(t(s.ask(&q("d.com")).await.unwrap()), "deny-permanent");
         assert_eq!(t(s.ask(&q("e.com")).await.unwrap()), "deny-once");

@@ -274,8 +274,7 @@ pub async fn connect(socket: &Path, target: &str) -> (u16, String, String, UnixS
         .unwrap();
     let (head, rest) = read_head(&mut s).await.expect("an answer to CONNECT");
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = String::new();
-    if status != 200 {
+    let body = if status != 200 {
         let len: usize = head
             .lines()
             .find_map(|l| {
@@ -293,10 +292,10 @@ pub async fn connect(socket: &Path, target: &str) -> (u16, String, String, UnixS
             }
             b.extend_from_slice(&chunk[..n]);
         }
-        body = String::from_utf8_lossy(&b).into_owned();
+        String::from_utf8_lossy(&b).into_owned()
     } else {
-        body = String::from_utf8_lossy(&rest).into_owned();
-    }
+        String::from_utf8_lossy(&rest).into_owned()
+    };
     (status, head, body, s)
 }
 
