@@ -10,8 +10,8 @@
 //!    with `on_unavailable: deny`) are refused here, before any DNS lookup;
 //! 4. resolve once and check every address against the hard deny; the connection may only
 //!    go to these addresses (no DNS rebinding); a name that does not resolve is refused;
-//! 5. undecided: the prompt (one dialog per host however many requests wait), or with the
-//!    prompt off and an empty `allow_domain`: allow.
+//! 5. undecided: the prompt (one dialog per host however many requests wait, one dialog on
+//!    screen at a time), or with the prompt off and an empty `allow_domain`: allow.
 //!
 //! Through an upstream proxy (not bypassed by `no_proxy`) step 3 is skipped: the upstream
 //! resolves, as in the Go omac; names and literal addresses are still checked.
@@ -50,6 +50,8 @@ pub enum Route {
 #[derive(Debug, Clone)]
 enum Outcome {
     Chose(Choice, bool),
+    /// An earlier dialog's session or permanent choice covers the host: the rules decide.
+    Covered,
     TimedOut(u64),
     Failed(String),
 }
@@ -75,6 +77,7 @@ pub struct Policy {
     session: Mutex<Vec<(String, EntryScope, Decision)>>,
     prompter: Arc<dyn Prompter>,
     inflight: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
+    dialog: tokio::sync::Semaphore,
     audit: Arc<dyn Audit>,
     upstream: Option<Arc<Upstream>>,
     profile: ProfileRef,
@@ -144,6 +147,7 @@ impl Policy {
             session: Mutex::new(Vec::new()),
             prompter: p.prompter,
             inflight: Mutex::new(HashMap::new()),
+            dialog: tokio::sync::Semaphore::new(1),
             audit: p.audit,
             upstream: p.upstream.map(Arc::new),
             profile: p.profile,
@@ -547,6 +551,17 @@ impl Policy {
                     }
                 }
             }
+            Outcome::Covered => match self.rules(host, port) {
+                Tentative::Allow(source, scope, rule) => Ok((route, source, scope, false, rule)),
+                Tentative::Deny(d) => Err(d),
+                Tentative::Undecided => Err(self.denial(
+                    host,
+                    port,
+                    Rule::PromptFailed("the earlier choice no longer applies".into()),
+                    Source::Prompt,
+                    Scope::Once,
+                )),
+            },
             Outcome::TimedOut(s) => Err(self.denial(
                 host,
                 port,
@@ -599,6 +614,14 @@ impl Policy {
     }
 
     async fn ask(self: &Arc<Self>, q: &Question) -> Outcome {
+        // One dialog on screen at a time; the timeout runs from when it is shown.
+        let Ok(_shown) = self.dialog.acquire().await else {
+            return Outcome::Failed("the prompt is shut down".into());
+        };
+        // A choice made in the dialog before this one may already cover this host.
+        if self.session_lookup(&q.host).is_some() || self.pages.lookup(&q.host).is_some() {
+            return Outcome::Covered;
+        }
         let asked = tokio::time::timeout(
             Duration::from_secs(self.prompt_timeout),
             self.prompter.ask(q),

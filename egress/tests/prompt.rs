@@ -193,6 +193,67 @@ async fn concurrent_requests_share_one_dialog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dialog_at_a_time_and_a_suffix_choice_answers_the_queue() {
+    let echo = Echo::start("127.0.0.1", None).await;
+    let port = echo.addr.port();
+    let p = Arc::new(
+        Setup::new(net(&[], &[], true))
+            .exempt(echo.addr)
+            .name("a.q.test", &["127.0.0.1"])
+            .name("b.q.test", &["127.0.0.1"])
+            .name("c.test", &["127.0.0.1"])
+            .decisions(json!({
+                "a.q.test": {"choice": "allow-session-suffix", "delay_ms": 300},
+                "c.test": {"choice": "deny-once", "delay_ms": 100},
+                "*": "deny-once",
+            }))
+            .start()
+            .await,
+    );
+    let first = {
+        let p = p.clone();
+        tokio::spawn(async move { ok(&p, &format!("a.q.test:{port}")).await })
+    };
+    // Wait until the first dialog is on screen.
+    for _ in 0..1000 {
+        if !p.stub.asked().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut rest = Vec::new();
+    for h in ["b.q.test", "c.test"] {
+        let p = p.clone();
+        rest.push(tokio::spawn(
+            async move { ok(&p, &format!("{h}:{port}")).await },
+        ));
+    }
+    assert!(first.await.unwrap());
+    let b = rest.remove(0).await.unwrap();
+    let c = rest.remove(0).await.unwrap();
+    assert!(
+        b,
+        "b.q.test is covered by the *.q.test choice made while it waited"
+    );
+    assert!(!c);
+    let asked: Vec<String> = p.stub.asked().into_iter().map(|q| q.host).collect();
+    assert_eq!(
+        asked,
+        ["a.q.test", "c.test"],
+        "b.q.test never got its own dialog"
+    );
+    let b_event = p
+        .events()
+        .into_iter()
+        .find(|e| e.host == "b.q.test")
+        .unwrap();
+    assert_eq!(
+        (b_event.source, b_event.scope),
+        (Source::Session, Scope::Session)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_dialog_times_out_as_a_refusal() {
     let echo = Echo::start("127.0.0.1", None).await;
     let mut n = net(&["fast.test"], &[], true);
