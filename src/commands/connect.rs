@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +60,10 @@ pub fn run(host: &str, port: u16, socket: Option<PathBuf>) -> anyhow::Result<i32
     let explicit = socket.is_some();
     let path = socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     match UnixStream::connect(&path) {
-        Ok(s) => tunnel(s, host, port),
+        Ok(s) => {
+            large_send_buffer(s.as_raw_fd());
+            tunnel(s, host, port)
+        }
         Err(unix_err) if !explicit => match TcpStream::connect(DEFAULT_TCP) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
@@ -76,6 +80,22 @@ pub fn run(host: &str, port: u16, socket: Option<PathBuf>) -> anyhow::Result<i32
         )
         .into()),
     }
+}
+
+/// A Unix socket's sender may queue only its send buffer (208 KiB by default); ask for
+/// 4 MiB (capped by `net.core.wmem_max`) so uploads do not stall on every 208 KiB.
+fn large_send_buffer(fd: std::os::fd::RawFd) {
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt with a c_int option value on a descriptor we hold; failure is harmless.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 fn not_reachable(path: &Path, (u, t): (io::Error, io::Error)) -> anyhow::Error {
