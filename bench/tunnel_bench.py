@@ -166,6 +166,7 @@ def setup(via, target, n):
         "n": n,
         "est_p50": pct(est, 50), "est_p99": pct(est, 99),
         "first_p50": pct(first, 50), "first_p99": pct(first, 99),
+        "est": est, "first": first,
     }))
 
 

@@ -27,16 +27,22 @@ pub async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     }
 }
 
+async fn one(a: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect(a).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
 async fn race(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    if let [a] = addrs {
+        // One address: no race, no extra task.
+        return one(*a).await;
+    }
     let mut queue = addrs.iter().take(MAX_ATTEMPTS).copied();
     let mut set: JoinSet<io::Result<TcpStream>> = JoinSet::new();
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
     let start = |set: &mut JoinSet<_>, a: SocketAddr| {
-        set.spawn(async move {
-            let s = TcpStream::connect(a).await?;
-            s.set_nodelay(true)?;
-            Ok(s)
-        });
+        set.spawn(one(a));
     };
     match queue.next() {
         Some(a) => start(&mut set, a),
