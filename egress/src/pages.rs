@@ -2,11 +2,12 @@
 //! nono share: `{"schema": 1, "entries": [{"host", "scope": "host"|"suffix",
 //! "decision": "allow"|"deny"}]}`. Hosts are lower-case without a trailing dot; entries
 //! are upserted by (host, scope); a matching deny wins. The file is written atomically
-//! (temp file + rename) under a lock, pretty-printed, and re-read when it changes on disk
-//! (another session may have learned something). A file that cannot be read is reported
-//! and never overwritten.
+//! (temp file + rename) under a lock, pretty-printed, and re-read when it changes on disk:
+//! a deny another session learned applies at once, an allow written by anyone else waits
+//! for the next session (a running session can be narrowed by the file, never widened). A
+//! file that cannot be read is reported and never overwritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -102,6 +103,20 @@ struct State {
     stamp: Option<Stamp>,
     entries: Vec<Entry>,
     broken: Option<String>,
+    /// Allow entries this session may use: those in the file when it was opened and those
+    /// it saved itself. An allow written into the file by anyone else while the session
+    /// runs (the agent, if a profile grants it that directory) waits for the next session;
+    /// a deny applies at once. A change of the file can narrow a running session, never
+    /// widen it.
+    trusted: HashSet<(String, EntryScope)>,
+}
+
+impl State {
+    fn in_force(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| {
+            e.decision == Decision::Deny || self.trusted.contains(&(e.host.clone(), e.scope))
+        })
+    }
 }
 
 /// The learned decisions of one profile.
@@ -145,6 +160,14 @@ impl Pages {
             state: Mutex::new(State::default()),
         };
         p.refresh();
+        let mut st = p.lock();
+        st.trusted = st
+            .entries
+            .iter()
+            .filter(|e| e.decision == Decision::Allow)
+            .map(|e| (e.host.clone(), e.scope))
+            .collect();
+        drop(st);
         p
     }
 
@@ -192,8 +215,7 @@ impl Pages {
         self.refresh();
         let st = self.lock();
         decide(
-            st.entries
-                .iter()
+            st.in_force()
                 .map(|e| (e.host.as_str(), e.scope, e.decision)),
             host,
         )
@@ -202,7 +224,7 @@ impl Pages {
     /// Every entry currently in force.
     pub fn entries(&self) -> Vec<Entry> {
         self.refresh();
-        self.lock().entries.clone()
+        self.lock().in_force().cloned().collect()
     }
 
     /// Records a permanent decision: upserts (host, scope) in the file under its lock.
@@ -279,6 +301,7 @@ impl Pages {
                 parsed
             }
         };
+        let host_key = host.clone();
         match file
             .entries
             .iter_mut()
@@ -326,6 +349,7 @@ impl Pages {
         }
         drop(lock);
         let mut st = self.lock();
+        st.trusted.insert((host_key, scope));
         st.stamp = None;
         drop(st);
         self.refresh();
@@ -376,6 +400,40 @@ mod tests {
     }
 
     #[test]
+    fn changes_made_by_others_during_a_session_can_narrow_but_not_widen() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("p.pages.json");
+        fs::write(
+            &path,
+            r#"{"schema":1,"entries":[{"host":"old.com","scope":"host","decision":"allow"}]}"#,
+        )
+        .unwrap();
+        let p = Pages::open(Some(path.clone()));
+        assert_eq!(p.lookup("old.com").unwrap().0, Decision::Allow);
+        // Someone else (the agent, if it can write there) adds an allow and a deny.
+        fs::write(
+            &path,
+            r#"{"schema":1,"entries":[
+                {"host":"old.com","scope":"host","decision":"allow"},
+                {"host":"evil.com","scope":"suffix","decision":"allow"},
+                {"host":"bad.com","scope":"host","decision":"deny"}]}"#,
+        )
+        .unwrap();
+        assert!(
+            p.lookup("x.evil.com").is_none(),
+            "a foreign allow waits for the next session"
+        );
+        assert_eq!(p.lookup("bad.com").unwrap().0, Decision::Deny);
+        assert_eq!(p.entries().len(), 2);
+        // The session's own choices count at once; the next session sees everything.
+        p.save("mine.com", EntryScope::Host, Decision::Allow)
+            .unwrap();
+        assert_eq!(p.lookup("mine.com").unwrap().0, Decision::Allow);
+        let next = Pages::open(Some(path));
+        assert_eq!(next.lookup("x.evil.com").unwrap().0, Decision::Allow);
+    }
+
+    #[test]
     fn broken_files_are_reported_and_left_untouched() {
         let d = tempfile::tempdir().unwrap();
         for (name, text) in [
@@ -396,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_file_is_created_with_its_directory_and_other_writers_are_merged() {
+    fn a_missing_file_is_created_with_its_directory_and_concurrent_writers_are_merged() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("profiles/default.pages.json");
         let a = Pages::open(Some(path.clone()));
@@ -405,11 +463,14 @@ mod tests {
             .unwrap();
         b.save("two.com", EntryScope::Host, Decision::Allow)
             .unwrap();
+        // Both writes are in the file (each writer re-reads it under the lock)...
+        let text = fs::read_to_string(&path).unwrap();
         assert!(
-            a.lookup("two.com").is_some(),
-            "re-read after the other writer"
+            text.contains("one.com") && text.contains("two.com"),
+            "{text}"
         );
-        assert_eq!(a.entries().len(), 2);
+        // ...and the next session has both.
+        assert_eq!(Pages::open(Some(path.clone())).entries().len(), 2);
         let no_file = Pages::open(None);
         assert!(no_file
             .save("x.com", EntryScope::Host, Decision::Allow)
