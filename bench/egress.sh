@@ -5,7 +5,7 @@
 # the same run. omac's proxy is measured through its Unix socket (that is how a sandbox
 # reaches it); tinyproxy and squid cannot listen on one and are measured on loopback TCP.
 # The proxy process is the library with a test-only exemption for the loopback sink
-# (egress/examples/bench_server.rs): loopback is otherwise refused by the policy.
+# (egress/src/bin/bench_server.rs): loopback is otherwise refused by the policy.
 #
 # Knobs: REPS (3), XFER_BYTES (2 GiB), SETUP_N (1000), WORK (a fresh temp dir).
 # Needs python3; tinyproxy and squid for their rows (Debian packages tinyproxy, squid).
@@ -21,10 +21,10 @@ chmod 755 "$WORK"
 bench="python3 $here/tunnel_bench.py"
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p omac-egress \
-  --example bench_server --features test-support
+  --bin omac-egress-bench --features test-support
 target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" \
   | python3 -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')
-server="$target_dir/release/examples/bench_server"
+server="$target_dir/release/omac-egress-bench"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SINK_PORT=$(free_port)

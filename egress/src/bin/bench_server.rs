@@ -1,6 +1,6 @@
 //! The egress proxy as a standalone process for `bench/egress.sh`: listens on a Unix socket
 //! and allows exactly one loopback sink (through the test-only exemption, hence the
-//! `test-support` feature this example requires). Usage: `bench_server SOCKET SINK_ADDR`.
+//! `test-support` feature this binary requires). Usage: `omac-egress-bench SOCKET SINK_ADDR`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use omac_egress::{Builder, ProfileRef};
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(socket), Some(sink)) = (args.next(), args.next()) else {
-        eprintln!("usage: bench_server SOCKET SINK_ADDR");
+        eprintln!("usage: omac-egress-bench SOCKET SINK_ADDR");
         std::process::exit(2);
     };
     let sink: SocketAddr = sink.parse().expect("SINK_ADDR is ip:port");
