@@ -1,12 +1,14 @@
 //! Moving bytes both ways between the client (a Unix socket) and the destination (TCP).
 //!
 //! Each direction ends with a half-close (protocols that shut their sending side, as ssh
-//! and git do, keep working); an error in either direction tears the tunnel down.
+//! and git do, keep working); an error in either direction tears the tunnel down, and so
+//! does a client that closes its socket altogether while the destination stays silent.
 //!
 //! How each direction copies was chosen by measurement (`bench/egress.sh`):
 //! - destination → client: splice(2) through a pipe. TCP pages move into the pipe and on
-//!   into the Unix socket by reference, so the proxy never touches the bytes. The pipe
-//!   starts at the default 64 KiB and grows to 1 MiB once the flow has moved 4 MiB: an
+//!   into the Unix socket by reference, so the proxy never touches the bytes. The pipe is
+//!   made on the first byte, starts at the default 64 KiB and grows to 1 MiB once the flow
+//!   has moved 4 MiB: an
 //!   unprivileged user's pipes share a budget (`/proc/sys/fs/pipe-user-pages-soft`,
 //!   64 MiB by default) and many idle tunnels must not spend it.
 //! - client → destination: a buffered copy. Splicing *out of* a Unix socket copies its
@@ -31,7 +33,7 @@ pub type Moved = (u64, u64);
 const SMALL: usize = 16 * 1024;
 /// Largest size of a copy buffer.
 const LARGE: usize = 256 * 1024;
-/// A copy buffer larger than [`SMALL`] is freed after this long without data.
+/// A copy buffer is freed after this long without data.
 const IDLE: Duration = Duration::from_secs(2);
 
 /// Relays until both sides have finished; `to_server` and `to_client` are bytes already
@@ -50,15 +52,52 @@ pub async fn relay(
     }
     let down = async {
         #[cfg(target_os = "linux")]
-        if let Some(pipe) = linux::Pipe::new() {
-            return linux::splice(&server, &client, pipe).await;
+        {
+            // The pipe is made when the first bytes arrive: idle tunnels hold none.
+            server.readable().await?;
+            if let Some(pipe) = linux::Pipe::new() {
+                return linux::splice(&server, &client, pipe).await;
+            }
         }
         copy(&server, &client).await
     };
-    let r = tokio::try_join!(copy(&client, &server), down);
-    match r {
-        Ok((up, down)) => Ok((up + to_server.len() as u64, down + to_client.len() as u64)),
-        Err(e) => Err(e),
+    let up = copy(&client, &server);
+    tokio::pin!(up, down);
+    let (mut up_n, mut down_n) = (None, None);
+    loop {
+        tokio::select! {
+            r = &mut up, if up_n.is_none() => up_n = Some(r?),
+            r = &mut down, if down_n.is_none() => down_n = Some(r?),
+            // The client sent its end and then closed its socket altogether: nobody will
+            // read what the destination might still send, so do not wait for it forever.
+            _ = hung_up(&client), if up_n.is_some() && down_n.is_none() => {
+                down_n = Some(0);
+            }
+        }
+        if let (Some(u), Some(d)) = (up_n, down_n) {
+            return Ok((u + to_server.len() as u64, d + to_client.len() as u64));
+        }
+    }
+}
+
+/// How often a half-closed tunnel checks whether its client is gone.
+const HANGUP_CHECK: Duration = Duration::from_secs(2);
+
+/// Resolves once the peer of `client` has closed its socket (not merely shut its writing
+/// side): the kernel then reports POLLHUP on ours.
+async fn hung_up(client: &UnixStream) {
+    loop {
+        tokio::time::sleep(HANGUP_CHECK).await;
+        let mut p = libc::pollfd {
+            fd: client.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll on one descriptor we hold, without waiting.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
+        }
     }
 }
 
@@ -114,7 +153,7 @@ pub async fn copy(src: &impl Socket, dst: &impl Socket) -> io::Result<u64> {
     let mut buf: Vec<u8> = Vec::new();
     let mut total = 0u64;
     loop {
-        if buf.len() > SMALL {
+        if !buf.is_empty() {
             if tokio::time::timeout(IDLE, src.readable()).await.is_err() {
                 buf = Vec::new();
                 src.readable().await?;
@@ -261,6 +300,42 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
+    }
+
+    /// A client that closes while the destination says nothing: the destination's side is
+    /// closed too (within a few checks), nothing is left open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_departed_client_does_not_leave_the_destination_open() {
+        let (client_end, proxy_end) = UnixStream::pair().unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_out = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut server_end, _) = l.accept().await.unwrap();
+        let task = tokio::spawn(async move { relay(proxy_end, server_out, b"", b"").await });
+        drop(client_end);
+        // The destination sees end of stream (the client's end), then the connection closes
+        // although it never sends anything itself.
+        let mut b = [0u8; 1];
+        assert_eq!(server_end.read(&mut b).await.unwrap(), 0);
+        let done = tokio::time::timeout(Duration::from_secs(30), task).await;
+        assert!(done.is_ok(), "the tunnel stayed open");
+        // A half-close by a client that still reads keeps the tunnel working.
+        let (client_end, proxy_end) = UnixStream::pair().unwrap();
+        let server_out = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut server_end, _) = l.accept().await.unwrap();
+        let task = tokio::spawn(async move { relay(proxy_end, server_out, b"", b"").await });
+        let (mut r, mut w) = client_end.into_split();
+        w.write_all(b"question").await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut q = Vec::new();
+        server_end.read_to_end(&mut q).await.unwrap();
+        assert_eq!(q, b"question");
+        tokio::time::sleep(HANGUP_CHECK * 2).await;
+        server_end.write_all(b"late answer").await.unwrap();
+        server_end.shutdown().await.unwrap();
+        let mut a = Vec::new();
+        r.read_to_end(&mut a).await.unwrap();
+        assert_eq!(a, b"late answer");
+        task.await.unwrap().unwrap();
     }
 
     /// Both directions at once, past the point where the pipe grows, with early bytes and
