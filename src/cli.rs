@@ -40,6 +40,16 @@ pub enum Command {
     /// Skill layers: digests and the layer store
     #[command(subcommand)]
     Skills(SkillsCommand),
+    /// Connect stdin/stdout to HOST:PORT through the egress proxy (ssh's ProxyCommand in a sandbox)
+    Connect {
+        /// Destination host name or address
+        host: String,
+        /// Destination port
+        port: u16,
+        /// The proxy's Unix socket [default: /run/omac/egress.sock, then 127.0.0.1:29171]
+        #[arg(long, env = "OMAC_EGRESS_SOCKET", value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Print omac's version
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)

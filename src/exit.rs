@@ -89,6 +89,12 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 _ => Code::Keychain,
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_egress::Error>() {
+            return match e {
+                omac_egress::Error::Config { .. } => Code::Config,
+                omac_egress::Error::Listen { .. } | omac_egress::Error::Pages { .. } => Code::Io,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() {
                 Code::Misuse
@@ -134,5 +140,11 @@ mod tests {
             fix: "f".into(),
         });
         assert_eq!(code_for(&e), Code::Keychain);
+        let e = anyhow::Error::new(omac_egress::Error::Config {
+            field: "network.upstream_proxy".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Config);
     }
 }

@@ -222,6 +222,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
             upstream_proxy: net.upstream_proxy.clone(),
             no_proxy: net.no_proxy.clone(),
             proxy_injection: net.proxy_injection.clone(),
+            allow_private: net
+                .allow_private
+                .iter()
+                .map(|r| crate::cidr::Cidr::parse(r).map_or_else(|_| r.clone(), |c| c.to_string()))
+                .collect(),
         },
         bridges,
         facade: ext::Facade {
@@ -246,6 +251,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         format!("PATH={}", host.path),
         "TMPDIR=/tmp".to_string(),
     ];
+    fixed.extend(
+        crate::proxy_env::vars(&ext.network)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
     for (k, v) in &session.extras.env {
         fixed.retain(|kv| !kv.starts_with(&format!("{k}=")));
         fixed.push(format!("{k}={v}"));

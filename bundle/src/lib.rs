@@ -3,6 +3,7 @@
 //!
 //! This crate is pure: data in, files out. It runs no process and opens no socket.
 
+pub mod cidr;
 pub mod command;
 pub mod devices;
 pub mod diff;
@@ -19,6 +20,7 @@ pub mod load;
 pub mod oci;
 pub mod profile;
 pub mod protected;
+pub mod proxy_env;
 pub mod render;
 pub mod rights;
 pub mod schema;

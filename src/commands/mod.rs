@@ -9,6 +9,7 @@ mod secrets;
 mod skillctx;
 mod skills;
 mod values;
+mod connect;
 
 use anyhow::Context;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
+        Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
