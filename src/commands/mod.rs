@@ -2,6 +2,7 @@
 
 mod bundle;
 mod config;
+mod connect;
 mod deregister;
 mod list;
 mod register;
@@ -9,7 +10,6 @@ mod secrets;
 mod skillctx;
 mod skills;
 mod values;
-mod connect;
 
 use anyhow::Context;
 
