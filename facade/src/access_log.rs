@@ -1,29 +1,32 @@
 //! The access log: one JSON line per request (never bodies, never auth headers), written by a
 //! dedicated thread so a slow disk never stalls a request.
 
-use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use hyper::Method;
 
 use crate::Error;
 
+/// Lines are written out when a worker's buffer passes this size, or by the periodic flush.
+const FLUSH_AT: usize = 32 * 1024;
+/// How often each worker writes out what it buffered.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
 /// One request as logged.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct Record {
-    /// When the request arrived (RFC 3339, UTC, milliseconds).
-    pub ts: String,
+    /// When the request arrived.
+    pub arrived: Option<SystemTime>,
     /// `unix` or `tcp`.
     pub transport: &'static str,
-    pub method: String,
-    /// The mount, or "" for the status document and refused paths.
-    pub mount: String,
+    pub method: Method,
+    /// The mount; none for the status document and refused paths.
+    pub mount: Option<Arc<str>>,
     /// The path as forwarded (without the query string, which may carry credentials).
     pub path: String,
     pub status: u16,
@@ -31,85 +34,123 @@ pub(crate) struct Record {
     pub bytes_out: u64,
     pub duration_ms: f64,
     /// The `X-Omac-Reason` of a refusal, or why a stream ended early.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
 
-/// The sending side of the log (cheap to clone).
+impl Record {
+    /// Appends the record as one JSON line.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ts = Rfc3339(self.arrived.unwrap_or(UNIX_EPOCH));
+        let _ = write!(
+            out,
+            "{{\"ts\":\"{ts}\",\"transport\":\"{}\",\"method\":",
+            self.transport
+        );
+        let _ = serde_json::to_writer(&mut *out, self.method.as_str());
+        out.extend_from_slice(b",\"mount\":");
+        let _ = serde_json::to_writer(&mut *out, self.mount.as_deref().unwrap_or(""));
+        out.extend_from_slice(b",\"path\":");
+        let _ = serde_json::to_writer(&mut *out, &self.path);
+        let _ = write!(
+            out,
+            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3}",
+            self.status, self.bytes_in, self.bytes_out, self.duration_ms
+        );
+        if let Some(r) = self.reason {
+            let _ = write!(out, ",\"reason\":\"{r}\"");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Opens (appends to) the access log, mode 0600; the workers share the file.
+pub(crate) fn open(path: &Path) -> Result<Arc<File>, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("creating the access log directory", dir, e))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("opening the access log", path, e))?;
+    Ok(Arc::new(file))
+}
+
+/// One worker's access log: lines gather in a buffer written out in one `write` when it
+/// fills or every [`FLUSH_EVERY`], so a request costs no system call and no thread switch.
+/// The file is opened `O_APPEND`: the workers' writes never interleave inside a line.
 #[derive(Debug, Clone)]
 pub(crate) struct AccessLog {
-    tx: SyncSender<Record>,
-    dropped: Arc<AtomicU64>,
+    inner: Arc<WorkerLog>,
+}
+
+#[derive(Debug)]
+struct WorkerLog {
+    file: Arc<File>,
+    buf: Mutex<Vec<u8>>,
 }
 
 impl AccessLog {
-    /// Opens (appends to) `path`, mode 0600, and starts the writer thread.
-    pub(crate) fn open(path: &Path) -> Result<AccessLog, Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io("creating the access log directory", dir, e))?;
+    /// A worker's log on the shared file.
+    pub(crate) fn new(file: Arc<File>) -> AccessLog {
+        AccessLog {
+            inner: Arc::new(WorkerLog {
+                file,
+                buf: Mutex::new(Vec::with_capacity(FLUSH_AT + 1024)),
+            }),
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io("opening the access log", path, e))?;
-        let (tx, rx) = mpsc::sync_channel(8192);
-        std::thread::Builder::new()
-            .name("omac-access-log".into())
-            .spawn(move || write_loop(rx, BufWriter::with_capacity(64 * 1024, file)))
-            .map_err(|e| Error::io("starting the access log writer", path, e))?;
-        Ok(AccessLog {
-            tx,
-            dropped: Arc::default(),
-        })
     }
 
-    /// Queues a record; when the writer is behind by 8192 lines the record is dropped (and
-    /// counted) rather than slowing the request.
-    pub(crate) fn write(&self, rec: Record) {
-        match self.tx.try_send(rec) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!("access log writer is behind; dropping lines");
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+    /// Adds a record (written out when the buffer is full or at the next flush).
+    pub(crate) fn write(&self, rec: &Record) {
+        let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
+        rec.write_json(&mut buf);
+        if buf.len() >= FLUSH_AT {
+            self.write_out(&mut buf);
         }
+    }
+
+    /// Writes out what is buffered.
+    pub(crate) fn flush(&self) {
+        let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if !buf.is_empty() {
+            self.write_out(&mut buf);
+        }
+    }
+
+    fn write_out(&self, buf: &mut Vec<u8>) {
+        if let Err(e) = (&*self.inner.file).write_all(buf) {
+            tracing::warn!("writing the access log: {e}");
+        }
+        buf.clear();
     }
 }
 
-fn write_loop(rx: Receiver<Record>, mut out: BufWriter<std::fs::File>) {
-    while let Ok(rec) = rx.recv() {
-        let mut next = Some(rec);
-        while let Some(r) = next.take() {
-            if serde_json::to_writer(&mut out, &r).is_ok() {
-                let _ = out.write_all(b"\n");
-            }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = out.flush() {
-            tracing::warn!("writing the access log: {e}");
-        }
+/// Displays a `SystemTime` as RFC 3339 UTC with milliseconds.
+pub(crate) struct Rfc3339(pub SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let secs = d.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, dd) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_millis()
+        )
     }
-    let _ = out.flush();
 }
 
 /// `SystemTime` as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T20:22:01.123Z`.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    Rfc3339(t).to_string()
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
@@ -143,33 +184,41 @@ mod tests {
     fn writes_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("logs/facade.log");
-        let log = AccessLog::open(&p).unwrap();
-        log.write(Record {
-            ts: rfc3339(SystemTime::now()),
+        let log = AccessLog::new(open(&p).unwrap());
+        log.write(&Record {
+            arrived: Some(SystemTime::now()),
             transport: "unix",
-            method: "GET".into(),
-            mount: "echo".into(),
-            path: "/status".into(),
+            method: Method::GET,
+            mount: Some(Arc::from("echo")),
+            path: "/st\"atus".into(),
             status: 200,
-            bytes_in: 0,
             bytes_out: 5,
             duration_ms: 0.5,
-            reason: None,
+            ..Record::default()
         });
-        drop(log);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            if let Some(line) = text.lines().next() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                assert_eq!(v["mount"], "echo");
-                assert_eq!(v["status"], 200);
-                assert!(v.get("reason").is_none());
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no line written");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "",
+            "buffered until the flush"
+        );
+        log.write(&Record {
+            reason: Some("unknown-mount"),
+            status: 404,
+            ..Record::default()
+        });
+        log.flush();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["mount"], "echo");
+        assert_eq!(lines[0]["path"], "/st\"atus");
+        assert_eq!(lines[0]["status"], 200);
+        assert!(lines[0].get("reason").is_none());
+        assert_eq!(lines[1]["reason"], "unknown-mount");
+        assert_eq!(lines[1]["ts"], "1970-01-01T00:00:00.000Z");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

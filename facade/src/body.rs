@@ -151,8 +151,7 @@ impl Drop for LogGuard {
             self.record.bytes_in = s.bytes.load(Ordering::Relaxed);
         }
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let rec = std::mem::take(&mut self.record);
-        self.log.write(rec);
+        self.log.write(&self.record);
     }
 }
 

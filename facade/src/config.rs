@@ -30,6 +30,10 @@ pub struct FacadeConfig {
     pub version: String,
     /// Dial timeout towards a sidecar (a sidecar that does not accept in time: 504).
     pub connect_timeout: Duration,
+    /// Threads serving connections, each with its own single-threaded runtime and upstream
+    /// pool (no cross-thread hand-offs per request); the default is the number of CPUs, at
+    /// most 2.
+    pub workers: usize,
 }
 
 /// The optional loopback TCP listener.
@@ -56,6 +60,9 @@ impl FacadeConfig {
             shutdown_grace: Duration::from_secs(2),
             version: env!("CARGO_PKG_VERSION").to_string(),
             connect_timeout: Duration::from_secs(2),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get().min(2))
+                .unwrap_or(1),
         }
     }
 }

@@ -14,34 +14,31 @@ use crate::answers::{refusal, refusal_closing};
 use crate::body::{FacadeBody, RequestBody, RequestStats};
 use crate::handler::{Exchange, Shared};
 use crate::headers::strip_hop_by_hop;
-use crate::routes::Route;
+use crate::routes::{Route, Target};
 use crate::upstream::{classify, Failure};
 
 /// `X-Forwarded-Prefix`.
 pub(crate) const FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// The upstream URI for `rest` and the query.
-pub(crate) fn upstream_uri(port: u16, rest: &str, query: Option<&str>) -> Option<Uri> {
+pub(crate) fn upstream_uri(authority: &Authority, rest: &str, query: Option<&str>) -> Option<Uri> {
     let path = if rest.is_empty() { "/" } else { rest };
     let pq = match query {
         Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
         None => PathAndQuery::try_from(path).ok()?,
     };
-    let authority = Authority::try_from(format!("127.0.0.1:{port}")).ok()?;
     Uri::builder()
         .scheme(Scheme::HTTP)
-        .authority(authority)
+        .authority(authority.clone())
         .path_and_query(pq)
         .build()
         .ok()
 }
 
 /// Request headers as the sidecar gets them: hop-by-hop gone, `Host` and the prefix set.
-pub(crate) fn upstream_headers(headers: &mut HeaderMap, route: &Route, port: u16) {
+pub(crate) fn upstream_headers(headers: &mut HeaderMap, route: &Route, target: &Target) {
     strip_hop_by_hop(headers);
-    if let Ok(host) = HeaderValue::try_from(format!("127.0.0.1:{port}")) {
-        headers.insert(header::HOST, host);
-    }
+    headers.insert(header::HOST, target.host.clone());
     headers.insert(FORWARDED_PREFIX, route.prefix.clone());
 }
 
@@ -101,22 +98,22 @@ pub(crate) async fn proxy(
     shared: &Shared,
     ex: &Exchange,
     route: &Route,
-    port: u16,
+    target: &Target,
     rest: &str,
     req: Request<Incoming>,
 ) -> Response<FacadeBody> {
     let (mut parts, body) = req.into_parts();
     if content_length(&parts.headers).is_some_and(|n| n > route.max_body_bytes) {
         let r = refusal_closing(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
-        ex.log_now(&r, &route.mount, rest, 0);
+        ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
     }
-    let Some(uri) = upstream_uri(port, rest, parts.uri.query()) else {
+    let Some(uri) = upstream_uri(&target.authority, rest, parts.uri.query()) else {
         let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
-        ex.log_now(&r, &route.mount, rest, 0);
+        ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
     };
-    upstream_headers(&mut parts.headers, route, port);
+    upstream_headers(&mut parts.headers, route, target);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let stats = Arc::new(RequestStats::default());
@@ -134,7 +131,12 @@ pub(crate) async fn proxy(
         Ok(r) => r,
         Err(f) => {
             let r = failure_answer(f);
-            ex.log_now(&r, &route.mount, rest, stats.bytes.load(Ordering::Relaxed));
+            ex.log_now(
+                &r,
+                Some(&route.mount),
+                rest,
+                stats.bytes.load(Ordering::Relaxed),
+            );
             return r;
         }
     };
@@ -165,11 +167,12 @@ mod tests {
 
     #[test]
     fn builds_upstream_uris() {
-        let u = upstream_uri(8080, "/a/b", Some("x=1&y=%20")).unwrap();
+        let a = |p: u16| Authority::try_from(format!("127.0.0.1:{p}")).unwrap();
+        let u = upstream_uri(&a(8080), "/a/b", Some("x=1&y=%20")).unwrap();
         assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y=%20");
-        assert_eq!(upstream_uri(1, "", None).unwrap().path(), "/");
+        assert_eq!(upstream_uri(&a(1), "", None).unwrap().path(), "/");
         assert_eq!(
-            upstream_uri(1, "/", Some("")).unwrap().to_string(),
+            upstream_uri(&a(1), "/", Some("")).unwrap().to_string(),
             "http://127.0.0.1:1/?"
         );
     }

@@ -10,7 +10,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
-use crate::access_log::{rfc3339, AccessLog, Record};
+use crate::access_log::{AccessLog, Record};
 use crate::answers::{json, refusal};
 use crate::body::{FacadeBody, LogGuard, RequestStats};
 use crate::headers::requested_upgrade;
@@ -60,12 +60,18 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     /// The log record of this request (only built when there is a log).
-    fn record(&self, status: u16, mount: &str, path: &str, reason: Option<&'static str>) -> Record {
+    fn record(
+        &self,
+        status: u16,
+        mount: Option<&Arc<str>>,
+        path: &str,
+        reason: Option<&'static str>,
+    ) -> Record {
         Record {
-            ts: rfc3339(self.arrived),
+            arrived: Some(self.arrived),
             transport: self.transport.name(),
-            method: self.method.as_str().to_string(),
-            mount: mount.to_string(),
+            method: self.method.clone(),
+            mount: mount.cloned(),
             path: path.to_string(),
             status,
             reason,
@@ -77,7 +83,7 @@ impl Exchange {
     pub(crate) fn log_now(
         &self,
         resp: &Response<FacadeBody>,
-        mount: &str,
+        mount: Option<&Arc<str>>,
         path: &str,
         bytes_in: u64,
     ) {
@@ -92,21 +98,21 @@ impl Exchange {
             .exact()
             .unwrap_or(0);
         rec.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        log.write(rec);
+        log.write(&rec);
     }
 
     /// A guard that logs a streamed answer when its body ends.
     pub(crate) fn guard(
         &self,
         status: u16,
-        mount: &str,
+        mount: &Arc<str>,
         path: &str,
         stats: Option<Arc<RequestStats>>,
     ) -> Option<Box<LogGuard>> {
         let log = self.log.clone()?;
         Some(Box::new(LogGuard {
             log,
-            record: self.record(status, mount, path, None),
+            record: self.record(status, Some(mount), path, None),
             started: self.started,
             stats,
             finished: false,
@@ -167,12 +173,12 @@ pub(crate) async fn handle(
         let mut r = refusal(StatusCode::UNAUTHORIZED, "unauthorized");
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        ex.log_now(&r, "", "", 0);
+        ex.log_now(&r, None, "", 0);
         return Ok(r);
     }
     if req.method() == Method::CONNECT {
         let r = refusal(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
-        ex.log_now(&r, "", "", 0);
+        ex.log_now(&r, None, "", 0);
         return Ok(r);
     }
 
@@ -180,26 +186,26 @@ pub(crate) async fn handle(
         Ok(p) => p.into_owned(),
         Err(e) => {
             let r = refusal(StatusCode::BAD_REQUEST, e.reason());
-            ex.log_now(&r, "", "", 0);
+            ex.log_now(&r, None, "", 0);
             return Ok(r);
         }
     };
     if path == "/" {
         let r = status_document(&shared, req.method());
-        ex.log_now(&r, "", "/", 0);
+        ex.log_now(&r, None, "/", 0);
         return Ok(r);
     }
     let (mount, rest) = split_mount(&path);
     let Some(route) = shared.routes.get(mount) else {
         let r = refusal(StatusCode::NOT_FOUND, "unknown-mount");
-        ex.log_now(&r, "", &path, 0);
+        ex.log_now(&r, None, &path, 0);
         return Ok(r);
     };
-    let port = match route.ready_port() {
-        Some(p) => p,
+    let target = match route.target() {
+        Some(t) => t,
         None => {
             let r = state_answer(&route);
-            ex.log_now(&r, mount, rest, 0);
+            ex.log_now(&r, Some(&route.mount), rest, 0);
             return Ok(r);
         }
     };
@@ -210,13 +216,15 @@ pub(crate) async fn handle(
         && (req.method() == Method::GET || req.method() == Method::HEAD)
     {
         if let Some(r) = skill_md(&route, req.method()).await {
-            ex.log_now(&r, mount, rest, 0);
+            ex.log_now(&r, Some(&route.mount), rest, 0);
             return Ok(r);
         }
     }
     let resp = match upgrade {
-        Some(protocols) => upgrade::proxy(&shared, &ex, &route, port, rest, req, protocols).await,
-        None => forward::proxy(&shared, &ex, &route, port, rest, req).await,
+        Some(protocols) => {
+            upgrade::proxy(&shared, &ex, &route, &target, rest, req, protocols).await
+        }
+        None => forward::proxy(&shared, &ex, &route, &target, rest, req).await,
     };
     Ok(resp)
 }

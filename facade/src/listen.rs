@@ -4,7 +4,8 @@
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use tokio::net::{TcpListener, UnixListener};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 
 use crate::Error;
 
@@ -92,8 +93,8 @@ fn prepare_dir(dir: &Path) -> Result<(), Error> {
 }
 
 /// Binds `127.0.0.1:port` (never another address).
-pub(crate) async fn bind_tcp(port: u16) -> Result<TcpListener, Error> {
-    TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+pub(crate) fn bind_tcp(port: u16) -> Result<TcpListener, Error> {
+    TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
         Error::io(
             "binding the facade's TCP port",
             format!("127.0.0.1:{port}"),
@@ -107,8 +108,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::DirBuilderExt;
 
-    #[tokio::test]
-    async fn socket_is_private_and_stale_one_replaced() {
+    #[test]
+    fn socket_is_private_and_stale_one_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let sock = tmp.path().join("run/bridge.sock");
         let l = bind_unix(&sock).unwrap();

@@ -96,7 +96,7 @@ impl RouteConfig {
 /// A route as the facade holds it.
 #[derive(Debug)]
 pub(crate) struct Route {
-    pub(crate) mount: String,
+    pub(crate) mount: Arc<str>,
     pub(crate) skill: String,
     /// `<skill_dir>/SKILL.md`, precomputed.
     pub(crate) skill_md: Option<PathBuf>,
@@ -104,28 +104,46 @@ pub(crate) struct Route {
     pub(crate) prefix: hyper::header::HeaderValue,
     pub(crate) max_body_bytes: u64,
     pub(crate) idle_timeout: Duration,
-    state: RwLock<RouteState>,
+    state: RwLock<(RouteState, Option<Target>)>,
+}
+
+/// Where a ready route forwards to, with the values every request needs precomputed.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `127.0.0.1:PORT` for the request URI.
+    pub(crate) authority: hyper::http::uri::Authority,
+    /// `127.0.0.1:PORT` for the `Host` header.
+    pub(crate) host: hyper::header::HeaderValue,
+}
+
+fn target_of(state: &RouteState) -> Option<Target> {
+    let RouteState::Ready { port } = state else {
+        return None;
+    };
+    let s = format!("127.0.0.1:{port}");
+    Some(Target {
+        authority: hyper::http::uri::Authority::try_from(s.as_str()).ok()?,
+        host: hyper::header::HeaderValue::try_from(s).ok()?,
+    })
 }
 
 impl Route {
     /// The current state (a copy).
     pub(crate) fn state(&self) -> RouteState {
-        match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
-    /// The port when ready, without cloning anything else (the per-request fast path).
-    pub(crate) fn ready_port(&self) -> Option<u16> {
-        let guard = match self.state.read() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
-        match *guard {
-            RouteState::Ready { port } => Some(port),
-            _ => None,
-        }
+    /// Where to forward when ready (the per-request fast path).
+    pub(crate) fn target(&self) -> Option<Target> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
     }
 }
 
@@ -191,12 +209,12 @@ impl RouteTable {
             .map_err(|_| Error::config("mount", "not a header value", "use a valid mount"))?;
         let route = Arc::new(Route {
             skill_md: cfg.skill_dir.as_ref().map(|d| d.join("SKILL.md")),
-            mount: cfg.mount.clone(),
+            mount: Arc::from(cfg.mount.as_str()),
             skill: cfg.skill,
             prefix,
             max_body_bytes: cfg.max_body_bytes,
             idle_timeout: cfg.idle_timeout,
-            state: RwLock::new(cfg.state),
+            state: RwLock::new((cfg.state.clone(), target_of(&cfg.state))),
         });
         {
             let mut map = self.routes.write().unwrap_or_else(|p| p.into_inner());
@@ -232,7 +250,8 @@ impl RouteTable {
         let Some(route) = self.get(mount) else {
             return false;
         };
-        *route.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        let target = target_of(&state);
+        *route.state.write().unwrap_or_else(|p| p.into_inner()) = (state, target);
         self.changes.send_modify(|v| *v += 1);
         true
     }
@@ -245,7 +264,10 @@ impl RouteTable {
     /// Every mount with its state, sorted by mount.
     pub fn snapshot(&self) -> Vec<(String, RouteState)> {
         let map = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = map.values().map(|r| (r.mount.clone(), r.state())).collect();
+        let mut v: Vec<_> = map
+            .values()
+            .map(|r| (r.mount.to_string(), r.state()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -304,7 +326,10 @@ mod tests {
         assert!(t.insert(RouteConfig::new("echo", "other")).is_err());
         assert_eq!(t.state("echo"), Some(RouteState::Starting));
         assert!(t.set_state("echo", RouteState::Ready { port: 9 }));
-        assert_eq!(t.get("echo").unwrap().ready_port(), Some(9));
+        assert_eq!(
+            t.get("echo").unwrap().target().unwrap().authority,
+            "127.0.0.1:9"
+        );
         assert!(!t.set_state("nope", RouteState::Starting));
         assert!(t.remove("echo"));
         assert!(t.snapshot().is_empty());

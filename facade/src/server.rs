@@ -11,10 +11,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{self, AccessLog};
 use crate::handler::{handle, Shared, Transport};
 use crate::routes::RouteTable;
 use crate::{auth, listen, upstream, Error, FacadeConfig};
@@ -27,7 +27,7 @@ pub struct FacadeHandle {
     token: Option<String>,
     routes: RouteTable,
     shutdown: watch::Sender<bool>,
-    loops: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<oneshot::Receiver<()>>,
 }
 
 impl FacadeHandle {
@@ -55,8 +55,8 @@ impl FacadeHandle {
     /// rest (spliced connections at once) and removes the socket file.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for l in self.loops.drain(..) {
-            let _ = l.await;
+        for w in self.workers.drain(..) {
+            let _ = w.await;
         }
         let _ = std::fs::remove_file(&self.socket);
     }
@@ -68,7 +68,8 @@ impl Drop for FacadeHandle {
     }
 }
 
-/// Starts the facade on the configured listeners, serving `routes`.
+/// Starts the facade on the configured listeners, serving `routes`. The facade runs on its
+/// own threads (`config.workers`), whatever runtime calls this.
 pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHandle, Error> {
     let unix = listen::bind_unix(&config.socket)?;
     let (tcp, token) = match &config.tcp {
@@ -85,7 +86,7 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
                 None => auth::generate_token()
                     .map_err(|e| Error::io("drawing the facade token", "getrandom", e))?,
             };
-            (Some(listen::bind_tcp(t.port).await?), Some(token))
+            (Some(listen::bind_tcp(t.port)?), Some(token))
         }
         None => (None, None),
     };
@@ -96,19 +97,11 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         ),
         None => None,
     };
-    let log = match &config.access_log {
-        Some(p) => Some(AccessLog::open(p)?),
+    let log_file = match &config.access_log {
+        Some(p) => Some(access_log::open(p)?),
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        routes: routes.clone(),
-        client: upstream::client(config.connect_timeout),
-        log,
-        token: token.clone(),
-        version: config.version.clone(),
-        shutdown: shutdown_rx.clone(),
-    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -122,24 +115,65 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
     } else {
         Arc::from(config.allowed_uids.clone())
     };
-    let ctx = Arc::new(LoopCtx {
-        shared,
-        builder,
-        allowed,
-        permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
-        grace: config.shutdown_grace,
-    });
-    let mut loops = vec![tokio::spawn(accept_loop(
-        Listener::Unix(unix),
-        ctx.clone(),
-        shutdown_rx.clone(),
-    ))];
-    if let Some(t) = tcp {
-        loops.push(tokio::spawn(accept_loop(
-            Listener::Tcp(t),
-            ctx,
-            shutdown_rx,
-        )));
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let io_err = |what: &'static str| {
+        let socket = config.socket.clone();
+        move |e| Error::io(what, socket.clone(), e)
+    };
+    unix.set_nonblocking(true)
+        .map_err(io_err("preparing the facade socket"))?;
+    if let Some(t) = &tcp {
+        t.set_nonblocking(true)
+            .map_err(io_err("preparing the facade's TCP port"))?;
+    }
+    let mut workers = Vec::new();
+    for i in 0..config.workers.max(1) {
+        let unix = unix
+            .try_clone()
+            .map_err(io_err("sharing the facade socket"))?;
+        let tcp = match &tcp {
+            Some(t) => Some(
+                t.try_clone()
+                    .map_err(io_err("sharing the facade's TCP port"))?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            routes: routes.clone(),
+            client: upstream::client(config.connect_timeout),
+            log: log_file.clone().map(AccessLog::new),
+            token: token.clone(),
+            version: config.version.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let ctx = Arc::new(LoopCtx {
+            shared,
+            builder: builder.clone(),
+            allowed: allowed.clone(),
+            permits: permits.clone(),
+            grace: config.shutdown_grace,
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err("starting a facade worker"))?;
+        let rx = shutdown_rx.clone();
+        let log = ctx.shared.log.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("omac-facade-{i}"))
+            .spawn(move || {
+                rt.block_on(worker(unix, tcp, ctx, rx));
+                // Dropping the runtime ends what is left (spliced connections, whose log
+                // lines are written then), and the last lines go out.
+                drop(rt);
+                if let Some(log) = log {
+                    log.flush();
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(io_err("starting a facade worker thread"))?;
+        workers.push(done_rx);
     }
     tracing::info!(socket = %config.socket.display(), tcp = ?tcp_addr, "facade listening");
     Ok(FacadeHandle {
@@ -148,8 +182,50 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         token,
         routes,
         shutdown: shutdown_tx,
-        loops,
+        workers,
     })
+}
+
+/// One worker thread: accept loops on its clones of the listeners.
+async fn worker(
+    unix: std::os::unix::net::UnixListener,
+    tcp: Option<std::net::TcpListener>,
+    ctx: Arc<LoopCtx>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut loops = Vec::new();
+    if let Some(log) = ctx.shared.log.clone() {
+        let mut rx = shutdown.clone();
+        loops.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(access_log::FLUSH_EVERY) => log.flush(),
+                    _ = stopped(&mut rx) => break,
+                }
+            }
+        }));
+    }
+    match UnixListener::from_std(unix) {
+        Ok(u) => loops.push(tokio::spawn(accept_loop(
+            Listener::Unix(u),
+            ctx.clone(),
+            shutdown.clone(),
+        ))),
+        Err(e) => tracing::error!("facade worker cannot use the socket: {e}"),
+    }
+    if let Some(t) = tcp {
+        match TcpListener::from_std(t) {
+            Ok(t) => loops.push(tokio::spawn(accept_loop(
+                Listener::Tcp(t),
+                ctx.clone(),
+                shutdown,
+            ))),
+            Err(e) => tracing::error!("facade worker cannot use the TCP port: {e}"),
+        }
+    }
+    for l in loops {
+        let _ = l.await;
+    }
 }
 
 struct LoopCtx {

@@ -160,6 +160,8 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
 }
 
 fn plan(path: &Path) -> Result<Plan, Error> {
+    let path = &std::path::absolute(path)
+        .map_err(|e| Error::io("resolving the facade config path", path, e))?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io("reading the facade config", path, e))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
@@ -167,7 +169,7 @@ fn plan(path: &Path) -> Result<Plan, Error> {
         Error::config(
             format!("{}: {}", path.display(), e.path()),
             e.inner().to_string(),
-            "see the format in the omac-facade documentation (standalone.rs)",
+            "correct or remove that field (the format is described in facade/src/standalone.rs)",
         )
     })?;
     let base = path

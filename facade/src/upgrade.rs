@@ -21,7 +21,7 @@ use crate::body::{FacadeBody, RequestBody, RequestStats};
 use crate::forward::{failure_answer, send, upstream_headers, upstream_uri};
 use crate::handler::{Exchange, Shared};
 use crate::headers::{has_token, strip_hop_by_hop};
-use crate::routes::Route;
+use crate::routes::{Route, Target};
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -78,7 +78,7 @@ pub(crate) async fn proxy(
     shared: &Shared,
     ex: &Exchange,
     route: &Route,
-    port: u16,
+    target: &Target,
     rest: &str,
     mut req: Request<Incoming>,
     requested: HeaderValue,
@@ -86,12 +86,12 @@ pub(crate) async fn proxy(
     let client_side: OnUpgrade = hyper::upgrade::on(&mut req);
     let ws_key = req.headers().get("sec-websocket-key").cloned();
     let (mut parts, body) = req.into_parts();
-    let Some(uri) = upstream_uri(port, rest, parts.uri.query()) else {
+    let Some(uri) = upstream_uri(&target.authority, rest, parts.uri.query()) else {
         let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
-        ex.log_now(&r, &route.mount, rest, 0);
+        ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
     };
-    upstream_headers(&mut parts.headers, route, port);
+    upstream_headers(&mut parts.headers, route, target);
     parts
         .headers
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -113,7 +113,7 @@ pub(crate) async fn proxy(
         Ok(r) => r,
         Err(f) => {
             let r = failure_answer(f);
-            ex.log_now(&r, &route.mount, rest, 0);
+            ex.log_now(&r, Some(&route.mount), rest, 0);
             return r;
         }
     };
@@ -127,7 +127,7 @@ pub(crate) async fn proxy(
     if let Err(why) = check_switch(&requested, ws_key.as_ref(), resp.headers()) {
         tracing::warn!(mount = %route.mount, "refusing the sidecar's upgrade: {why}");
         let r = refusal(StatusCode::BAD_GATEWAY, "bad-upgrade");
-        ex.log_now(&r, &route.mount, rest, 0);
+        ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
     }
     let upstream_side = hyper::upgrade::on(&mut resp);

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "omac", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Facade { config } => Ok(omac_facade::standalone::run(&config)),
         Command::Bundle(b) => match b {
             BundleCommand::Create(args) => bundle::create(&workdir, args),
             BundleCommand::Explain { dir, json } => bundle::explain(&dir, json),
