@@ -15,6 +15,10 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::access_log::{AccessLog, Record};
+use crate::upstream::Lease;
+
+/// Answer chunks up to this size are copied out of the upstream read buffer.
+const SMALL_CHUNK: usize = 2048;
 
 /// The boxed error bodies carry.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -168,6 +172,7 @@ pin_project! {
             idle: Duration,
             sleep: Option<Pin<Box<Sleep>>>,
             log: Option<Box<LogGuard>>,
+            lease: Option<Lease>,
         },
     }
 }
@@ -186,17 +191,26 @@ impl FacadeBody {
         FacadeBody::Full { data: None }
     }
 
-    /// A sidecar's body with the route's idle timeout and an optional log line.
+    /// A sidecar's body with the route's idle timeout, an optional log line, and the
+    /// connection it arrives on (back to the pool once the body was read to the end).
     pub(crate) fn stream(
         inner: Incoming,
         idle: Duration,
         log: Option<Box<LogGuard>>,
+        mut lease: Option<Lease>,
     ) -> FacadeBody {
+        if inner.is_end_stream() {
+            // No body to read (HEAD, 204, 304): the connection is free now.
+            if let Some(l) = lease.take() {
+                l.release();
+            }
+        }
         FacadeBody::Stream {
             inner,
             idle,
             sleep: None,
             log,
+            lease,
         }
     }
 }
@@ -212,16 +226,40 @@ impl Body for FacadeBody {
         match self.project() {
             FacadeBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             FacadeBodyProj::Stream {
-                inner,
+                mut inner,
                 idle,
                 sleep,
                 log,
-            } => match inner.poll_frame(cx) {
+                lease,
+            } => match inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let (Some(d), Some(l)) = (frame.data_ref(), log.as_mut()) {
-                        l.record.bytes_out += d.len() as u64;
-                    }
                     rearm(sleep, *idle);
+                    let frame = match frame.into_data() {
+                        Ok(d) => {
+                            if let Some(l) = log.as_mut() {
+                                l.record.bytes_out += d.len() as u64;
+                            }
+                            // A small chunk is a slice of the sidecar connection's 8 KiB
+                            // read buffer: copied, it no longer pins that buffer while the
+                            // client is slow to read it.
+                            if d.len() <= SMALL_CHUNK {
+                                Frame::data(Bytes::copy_from_slice(&d))
+                            } else {
+                                Frame::data(d)
+                            }
+                        }
+                        Err(other) => other,
+                    };
+                    // hyper stops polling a body that says it has ended, so a body with a
+                    // known length may never reach `Ready(None)`: finish here too.
+                    if inner.is_end_stream() {
+                        if let Some(l) = lease.take() {
+                            l.release();
+                        }
+                        if let Some(mut l) = log.take() {
+                            l.finished = true;
+                        }
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -231,6 +269,9 @@ impl Body for FacadeBody {
                     Poll::Ready(Some(Err(Box::new(e))))
                 }
                 Poll::Ready(None) => {
+                    if let Some(l) = lease.take() {
+                        l.release();
+                    }
                     if let Some(l) = log.as_mut() {
                         l.finished = true;
                     }

@@ -13,9 +13,9 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use crate::answers::{refusal, refusal_closing};
 use crate::body::{FacadeBody, RequestBody, RequestStats};
 use crate::handler::{Exchange, Shared};
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{compact, strip_hop_by_hop};
 use crate::routes::{Route, Target};
-use crate::upstream::{classify, Failure};
+use crate::upstream::{classify, Failure, Lease};
 
 /// `X-Forwarded-Prefix`.
 pub(crate) const FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
@@ -66,11 +66,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 pub(crate) async fn send(
     shared: &Shared,
     route: &Route,
+    target: &Target,
     req: Request<RequestBody>,
     stats: &RequestStats,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<(Response<Incoming>, Lease), Failure> {
     let idle = route.idle_timeout;
-    let fut = shared.client.request(req);
+    let fut = shared.pool.send(target.port, req);
     tokio::pin!(fut);
     let mut seen = stats.bytes.load(Ordering::Relaxed);
     loop {
@@ -114,6 +115,7 @@ pub(crate) async fn proxy(
         return r;
     };
     upstream_headers(&mut parts.headers, route, target);
+    compact(&mut parts.headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let stats = Arc::new(RequestStats::default());
@@ -127,7 +129,7 @@ pub(crate) async fn proxy(
             stats.clone(),
         ),
     );
-    let resp = match send(shared, route, req, &stats).await {
+    let (resp, lease) = match send(shared, route, target, req, &stats).await {
         Ok(r) => r,
         Err(f) => {
             let r = failure_answer(f);
@@ -142,6 +144,7 @@ pub(crate) async fn proxy(
     };
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    compact(&mut parts.headers);
     let event_stream = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -158,7 +161,10 @@ pub(crate) async fn proxy(
     }
     parts.version = Version::HTTP_11;
     let guard = ex.guard(parts.status.as_u16(), &route.mount, rest, Some(stats));
-    Response::from_parts(parts, FacadeBody::stream(body, route.idle_timeout, guard))
+    Response::from_parts(
+        parts,
+        FacadeBody::stream(body, route.idle_timeout, guard, Some(lease)),
+    )
 }
 
 #[cfg(test)]

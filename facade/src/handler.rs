@@ -16,7 +16,7 @@ use crate::body::{FacadeBody, LogGuard, RequestStats};
 use crate::headers::requested_upgrade;
 use crate::paths::{normalize, split_mount};
 use crate::routes::{Route, RouteState, RouteTable};
-use crate::upstream::UpstreamClient;
+use crate::upstream::Pool;
 use crate::{auth, forward, upgrade};
 
 /// Which listener a request came in on.
@@ -41,7 +41,7 @@ impl Transport {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) routes: RouteTable,
-    pub(crate) client: UpstreamClient,
+    pub(crate) pool: Pool,
     pub(crate) log: Option<AccessLog>,
     pub(crate) token: Option<String>,
     pub(crate) version: String,

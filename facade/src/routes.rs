@@ -110,6 +110,8 @@ pub(crate) struct Route {
 /// Where a ready route forwards to, with the values every request needs precomputed.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
+    /// The sidecar's port.
+    pub(crate) port: u16,
     /// `127.0.0.1:PORT` for the request URI.
     pub(crate) authority: hyper::http::uri::Authority,
     /// `127.0.0.1:PORT` for the `Host` header.
@@ -122,6 +124,7 @@ fn target_of(state: &RouteState) -> Option<Target> {
     };
     let s = format!("127.0.0.1:{port}");
     Some(Target {
+        port: *port,
         authority: hyper::http::uri::Authority::try_from(s.as_str()).ok()?,
         host: hyper::header::HeaderValue::try_from(s).ok()?,
     })

@@ -140,7 +140,7 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         };
         let shared = Arc::new(Shared {
             routes: routes.clone(),
-            client: upstream::client(config.connect_timeout),
+            pool: upstream::Pool::new(config.connect_timeout),
             log: log_file.clone().map(AccessLog::new),
             token: token.clone(),
             version: config.version.clone(),
@@ -194,13 +194,23 @@ async fn worker(
     shutdown: watch::Receiver<bool>,
 ) {
     let mut loops = Vec::new();
-    if let Some(log) = ctx.shared.log.clone() {
+    {
+        // Housekeeping: write out the access log, close long-idle sidecar connections.
+        let shared = ctx.shared.clone();
         let mut rx = shutdown.clone();
         loops.push(tokio::spawn(async move {
+            let mut ticks = 0u32;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(access_log::FLUSH_EVERY) => log.flush(),
+                    _ = tokio::time::sleep(access_log::FLUSH_EVERY) => {}
                     _ = stopped(&mut rx) => break,
+                }
+                if let Some(log) = &shared.log {
+                    log.flush();
+                }
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(50) {
+                    shared.pool.sweep();
                 }
             }
         }));

@@ -109,7 +109,7 @@ pub(crate) async fn proxy(
             stats.clone(),
         ),
     );
-    let mut resp = match send(shared, route, up, &stats).await {
+    let (mut resp, lease) = match send(shared, route, target, up, &stats).await {
         Ok(r) => r,
         Err(f) => {
             let r = failure_answer(f);
@@ -122,8 +122,13 @@ pub(crate) async fn proxy(
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let guard = ex.guard(parts.status.as_u16(), &route.mount, rest, Some(stats));
-        return Response::from_parts(parts, FacadeBody::stream(body, route.idle_timeout, guard));
+        return Response::from_parts(
+            parts,
+            FacadeBody::stream(body, route.idle_timeout, guard, Some(lease)),
+        );
     }
+    // The connection becomes the tunnel: it never returns to the pool.
+    drop(lease);
     if let Err(why) = check_switch(&requested, ws_key.as_ref(), resp.headers()) {
         tracing::warn!(mount = %route.mount, "refusing the sidecar's upgrade: {why}");
         let r = refusal(StatusCode::BAD_GATEWAY, "bad-upgrade");

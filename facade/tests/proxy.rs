@@ -258,6 +258,10 @@ async fn access_log_has_one_line_per_request_without_secrets() {
     assert_eq!(post["path"], "/echo");
     assert_eq!(post["status"], 200);
     assert_eq!(post["bytes_in"], 28);
+    assert!(
+        post.get("reason").is_none(),
+        "a complete answer has no reason: {post}"
+    );
     assert!(post["bytes_out"].as_u64().unwrap() > 0);
     assert!(post["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(post["ts"].as_str().unwrap().ends_with('Z'));
@@ -371,5 +375,123 @@ async fn route_states_answer_without_the_sidecar() {
     h.routes
         .set_state("echo", omac_facade::RouteState::Ready { port });
     tokio::time::sleep(Duration::from_millis(10)).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_connections_are_kept_alive_and_reused() {
+    let h = Harness::start(Options::default()).await;
+    let sock = h.socket();
+    let mut ports = std::collections::HashSet::new();
+    // Sequential requests on one client connection, then on new client connections.
+    let mut c = Client::connect(&sock).await;
+    for _ in 0..10 {
+        let (st, _, body) = c.get("/echo/whoami").await;
+        assert_eq!(st, 200);
+        ports.insert(json(&body)["client_port"].as_u64().unwrap());
+    }
+    for _ in 0..10 {
+        let (_, _, body) = get(&sock, "/echo/whoami").await;
+        ports.insert(json(&body)["client_port"].as_u64().unwrap());
+    }
+    // One connection per facade worker at most.
+    assert!(
+        ports.len() <= 2,
+        "20 sequential requests used {} sidecar connections",
+        ports.len()
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_beyond_the_pool_cap_are_not_held_back() {
+    let h = Harness::start(Options::default()).await;
+    let sock = h.socket();
+    // More concurrent never-ending streams than the pool's soft cap (32 per worker): each
+    // must still get its own sidecar connection and its first event.
+    let mut tasks = Vec::new();
+    for _ in 0..80 {
+        let sock = sock.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&sock).await;
+            let req = Request::get("/echo/tick?n=2&gap_ms=30000")
+                .header("host", "omac")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let mut body = c.send(req).await.unwrap().into_body();
+            let first = http_body_util::BodyExt::frame(&mut body)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(String::from_utf8_lossy(first.data_ref().unwrap()).contains("tick"));
+            // Keep the stream (and the sidecar connection) open until the end of the test.
+            (c, body)
+        }));
+    }
+    let all = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut held = Vec::new();
+        for t in tasks {
+            held.push(t.await.unwrap());
+        }
+        held
+    })
+    .await
+    .expect("every stream got its first event (none waited for another to end)");
+    assert_eq!(all.len(), 80);
+    drop(all);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_sidecar_closed_are_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A sidecar that answers one request per connection, keep-alive in words but closing
+    // the connection right after: every pooled connection is stale when reused.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let acc = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                // closes here
+            });
+        }
+    });
+    let h = Harness::start(Options::default()).await;
+    let real = h.ready().await;
+    h.routes
+        .set_state("echo", omac_facade::RouteState::Ready { port });
+    let mut c = Client::connect(&h.socket()).await;
+    for i in 0..6 {
+        let (st, hd, body) = c.get("/echo/x").await;
+        assert_eq!(
+            (st, body.as_ref()),
+            (200, &b"ok"[..]),
+            "request {i}: {hd:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 6,
+        "a new connection each time"
+    );
+    h.routes
+        .set_state("echo", omac_facade::RouteState::Ready { port: real });
     h.stop().await;
 }

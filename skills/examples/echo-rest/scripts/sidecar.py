@@ -198,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
             "secret_present": fp is not None,
             "secret_fingerprint": fp,
             "forwarded_prefix": self.headers.get("X-Forwarded-Prefix"),
+            "client_port": self.client_address[1],
         }
         if VERBOSE:
             doc["headers"] = {k: v for k, v in self.headers.items()}
