@@ -3,7 +3,10 @@
 #   direct       oha -> upstream (TCP, no proxy)
 #   nginx-w1     oha -> nginx (1 worker) on a Unix socket -> upstream   (perf-anchors.md)
 #   nginx-auto   oha -> nginx (auto = 1 per CPU) on a Unix socket -> upstream
-#   facade       oha -> omac __facade on a Unix socket -> upstream (access log on, as in a session)
+#   facade       oha -> omac __facade on a Unix socket -> upstream (default workers = 1 per CPU,
+#                at most 2; access log on, as in a session)
+#   facade-w1    the same with 1 worker thread
+#   facade-nolog the default facade without its access log (nginx's access log is off)
 # at 1, 16 and 256 connections; the upstream is nginx `return 200` (fast enough not to be the
 # bottleneck). Medians of $BENCH_REPS reps, paths interleaved within each rep. Also the
 # facade's RSS after the 256-connection runs. Goals: facade req/s >= nginx's, p99 added over
@@ -103,20 +106,29 @@ proxy_conf nginx-w1 1
 proxy_conf nginx-auto auto
 for n in up nginx-w1 nginx-auto; do "$nginx" -c "$work/$n.conf" -g 'daemon on;' 2>>"$work/nginx.stderr"; done
 
-mkdir -m 700 "$work/facade"
-cat > "$work/facade.json" <<EOF
-{"socket": "$work/facade/bridge.sock", "access_log": "$work/facade/facade.log",
+start_facade() { # name extra-json -> starts omac __facade, waits until it listens
+  local name=$1 extra=$2
+  mkdir -m 700 "$work/$name"
+  cat > "$work/$name.json" <<EOF
+{"socket": "$work/$name/bridge.sock", $extra
  "max_connections": 8192, "routes": [{"mount": "up", "port": $up_port}]}
 EOF
+  "$OMAC" __facade --config "$work/$name.json" > "$work/$name.ready" 2> "$work/$name.stderr" &
+  pids+=("$!")
+  for _ in $(seq 100); do
+    [ -s "$work/$name.ready" ] && [ -S "$work/$name/bridge.sock" ] && return 0
+    sleep 0.05
+  done
+  echo "the facade $name did not start:" >&2
+  cat "$work/$name.stderr" >&2
+  exit 1
+}
 ulimit -n 65536 2>/dev/null || true
-"$OMAC" __facade --config "$work/facade.json" > "$work/facade.ready" 2> "$work/facade.stderr" &
-facade_pid=$!
-pids+=("$facade_pid")
-for _ in $(seq 100); do
-  [ -s "$work/facade.ready" ] && [ -S "$work/facade/bridge.sock" ] && [ -S "$work/nginx-auto.sock" ] && break
-  sleep 0.05
-done
-[ -s "$work/facade.ready" ] || { echo "the facade did not start:" >&2; cat "$work/facade.stderr" >&2; exit 1; }
+start_facade facade "\"access_log\": \"$work/facade/facade.log\","
+facade_pid=${pids[-1]}
+start_facade facade-w1 "\"access_log\": \"$work/facade-w1/facade.log\", \"workers\": 1,"
+start_facade facade-nolog ""
+for _ in $(seq 100); do [ -S "$work/nginx-auto.sock" ] && [ -S "$work/nginx-w1.sock" ] && break; sleep 0.05; done
 
 rss_kib() { # sum of VmRSS over the given pids
   local t=0 p
@@ -129,7 +141,7 @@ run_oha() { # path c [seconds] -> one JSON line of results
   local path=$1 c=$2 d=${3:-$dur} target
   case $path in
     direct) target=(http://127.0.0.1:$up_port/) ;;
-    facade) target=(--unix-socket "$work/facade/bridge.sock" http://omac/up/) ;;
+    facade*) target=(--unix-socket "$work/$path/bridge.sock" http://omac/up/) ;;
     *) target=(--unix-socket "$work/$path.sock" http://omac/up/) ;;
   esac
   "$oha" -z "${d}s" -c "$c" --no-tui --output-format json "${target[@]}" 2>/dev/null |
@@ -145,7 +157,7 @@ print(json.dumps({"path": sys.argv[1], "c": int(sys.argv[2]), "rps": d["summary"
 ' "$path" "$c"
 }
 
-paths=(direct nginx-w1 nginx-auto facade)
+paths=(direct nginx-w1 nginx-auto facade facade-w1 facade-nolog)
 # Warm up every path (connections, pools, page cache).
 for p in "${paths[@]}"; do run_oha "$p" 16 1 >/dev/null || true; done
 
@@ -178,7 +190,7 @@ python3 - "$results" "$facade_rss_max" "$hwm" "$nginx_rss_max" "$log_lines" "$re
 import json, statistics as st, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 facade_rss, hwm, nginx_rss, log_lines, reps, dur = (int(sys.argv[i]) for i in range(2, 8))
-paths = ["direct", "nginx-w1", "nginx-auto", "facade"]
+paths = ["direct", "nginx-w1", "nginx-auto", "facade", "facade-w1", "facade-nolog"]
 cs = sorted({r["c"] for r in rows})
 def get(p, c, rep):
     return next(r for r in rows if r["path"] == p and r["c"] == c and r["rep"] == rep)

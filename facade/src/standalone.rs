@@ -44,7 +44,7 @@ struct FileConfig {
     #[serde(default)]
     max_connections: Option<usize>,
     #[serde(default)]
-    worker_threads: Option<usize>,
+    workers: Option<usize>,
     #[serde(default)]
     log_dir: Option<PathBuf>,
     #[serde(default)]
@@ -144,7 +144,6 @@ struct Plan {
     routes: Vec<RouteConfig>,
     supervisor: SupervisorConfig,
     sidecars: Vec<SidecarSpec>,
-    worker_threads: Option<usize>,
 }
 
 fn ms(v: Option<u64>, default: Duration) -> Duration {
@@ -186,6 +185,9 @@ fn plan(path: &Path) -> Result<Plan, Error> {
     facade.access_log = file.access_log.map(|p| absolute(&base, &p));
     facade.header_read_timeout = ms(file.header_read_timeout_ms, facade.header_read_timeout);
     facade.max_connections = file.max_connections.unwrap_or(facade.max_connections);
+    if let Some(n) = file.workers.filter(|n| *n > 0) {
+        facade.workers = n;
+    }
 
     let log_dir = match file.log_dir {
         Some(d) => absolute(&base, &d),
@@ -267,7 +269,6 @@ fn plan(path: &Path) -> Result<Plan, Error> {
         routes,
         supervisor,
         sidecars,
-        worker_threads: file.worker_threads,
     })
 }
 
@@ -281,12 +282,11 @@ pub fn run(config: &Path) -> i32 {
             return e.exit_code();
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = plan.worker_threads.filter(|n| *n > 0) {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.build() {
+    // The facade runs on its own worker threads; this runtime only supervises.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("omac: starting the async runtime: {e}");

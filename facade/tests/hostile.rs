@@ -123,8 +123,9 @@ async fn malformed_requests_are_refused_without_disturbing_others() {
         !answer.contains("200 OK"),
         "the slow client was served: {answer}"
     );
+    // Its head would take 17 s at this pace; the 1 s header timeout ends it long before.
     assert!(
-        took < Duration::from_secs(12),
+        took < Duration::from_secs(15),
         "the slow client held on for {took:?}"
     );
 
