@@ -17,9 +17,6 @@ use tokio::time::{Instant, Sleep};
 use crate::access_log::{AccessLog, Record};
 use crate::upstream::Lease;
 
-/// Answer chunks up to this size are copied out of the upstream read buffer.
-const SMALL_CHUNK: usize = 2048;
-
 /// The boxed error bodies carry.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -234,22 +231,9 @@ impl Body for FacadeBody {
             } => match inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     rearm(sleep, *idle);
-                    let frame = match frame.into_data() {
-                        Ok(d) => {
-                            if let Some(l) = log.as_mut() {
-                                l.record.bytes_out += d.len() as u64;
-                            }
-                            // A small chunk is a slice of the sidecar connection's 8 KiB
-                            // read buffer: copied, it no longer pins that buffer while the
-                            // client is slow to read it.
-                            if d.len() <= SMALL_CHUNK {
-                                Frame::data(Bytes::copy_from_slice(&d))
-                            } else {
-                                Frame::data(d)
-                            }
-                        }
-                        Err(other) => other,
-                    };
+                    if let (Some(d), Some(l)) = (frame.data_ref(), log.as_mut()) {
+                        l.record.bytes_out += d.len() as u64;
+                    }
                     // hyper stops polling a body that says it has ended, so a body with a
                     // known length may never reach `Ready(None)`: finish here too.
                     if inner.is_end_stream() {

@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use crate::answers::{refusal, refusal_closing};
 use crate::body::{FacadeBody, RequestBody, RequestStats};
 use crate::handler::{Exchange, Shared};
-use crate::headers::{compact, strip_hop_by_hop};
+use crate::headers::strip_hop_by_hop;
 use crate::routes::{Route, Target};
 use crate::upstream::{classify, Failure, Lease};
 
@@ -115,7 +115,6 @@ pub(crate) async fn proxy(
         return r;
     };
     upstream_headers(&mut parts.headers, route, target);
-    compact(&mut parts.headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let stats = Arc::new(RequestStats::default());
@@ -144,7 +143,6 @@ pub(crate) async fn proxy(
     };
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    compact(&mut parts.headers);
     let event_stream = parts
         .headers
         .get(header::CONTENT_TYPE)

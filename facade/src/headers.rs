@@ -58,28 +58,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(PROXY_CONNECTION);
 }
 
-/// Copies the header values into one fresh allocation. hyper's values are slices of the
-/// connection's 8 KiB read buffer; held while a message is in flight, they keep that buffer
-/// alive and make the connection allocate another, which at hundreds of connections is most
-/// of the facade's memory.
-pub(crate) fn compact(headers: &mut HeaderMap) {
-    let total: usize = headers.values().map(|v| v.len()).sum();
-    let mut buf = bytes::BytesMut::with_capacity(total);
-    for v in headers.values() {
-        buf.extend_from_slice(v.as_bytes());
-    }
-    let buf = buf.freeze();
-    let mut off = 0;
-    for v in headers.values_mut() {
-        let n = v.len();
-        if let Ok(mut fresh) = HeaderValue::from_maybe_shared(buf.slice(off..off + n)) {
-            fresh.set_sensitive(v.is_sensitive());
-            *v = fresh;
-        }
-        off += n;
-    }
-}
-
 /// The `Upgrade` header of a request asking for one (`Connection: upgrade` and `Upgrade: x`).
 pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     if !has_token(headers, &header::CONNECTION, "upgrade") {
@@ -140,21 +118,6 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert!(h.contains_key(header::CONTENT_LENGTH));
         assert!(h.contains_key(header::HOST));
-    }
-
-    #[test]
-    fn compact_keeps_every_value() {
-        let mut h = HeaderMap::new();
-        h.append(header::ACCEPT, HeaderValue::from_static("a"));
-        h.append(header::ACCEPT, HeaderValue::from_static("b/c"));
-        h.insert(header::HOST, HeaderValue::from_static(""));
-        let mut secret = HeaderValue::from_static("tok");
-        secret.set_sensitive(true);
-        h.insert(header::AUTHORIZATION, secret);
-        let before = h.clone();
-        compact(&mut h);
-        assert_eq!(h, before);
-        assert!(h[header::AUTHORIZATION].is_sensitive());
     }
 
     #[test]
