@@ -63,8 +63,12 @@ impl FacadeHandle {
 }
 
 impl Drop for FacadeHandle {
+    /// Dropped without `shutdown`: the workers stop on their own and the socket goes.
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+        if !*self.shutdown.borrow() {
+            let _ = self.shutdown.send(true);
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }
 

@@ -495,3 +495,26 @@ async fn connections_the_sidecar_closed_are_not_reused() {
         .set_state("echo", omac_facade::RouteState::Ready { port: real });
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_hanging_up_without_an_answer_gives_502() {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut b = [0u8; 4096];
+            let _ = s.read(&mut b).await; // take the request, answer nothing, hang up
+        }
+    });
+    let h = Harness::start(Options::default()).await;
+    let real = h.ready().await;
+    h.routes
+        .set_state("echo", omac_facade::RouteState::Ready { port });
+    let (st, hd, _) = get(&h.socket(), "/echo/status").await;
+    assert_eq!((st, reason(&hd).as_str()), (502, "upstream-error"));
+    h.routes
+        .set_state("echo", omac_facade::RouteState::Ready { port: real });
+    assert_eq!(get(&h.socket(), "/echo/status").await.0, 200);
+    h.stop().await;
+}
