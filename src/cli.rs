@@ -57,6 +57,13 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+    /// Run the facade and its sidecars from a JSON file (tests and benchmarks)
+    #[command(name = "__facade", hide = true)]
+    Facade {
+        /// The JSON file (format: omac-facade's standalone module)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// `omac bundle ...`

@@ -95,6 +95,15 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 omac_egress::Error::Listen { .. } | omac_egress::Error::Pages { .. } => Code::Io,
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_facade::Error>() {
+            return match e {
+                omac_facade::Error::Config { .. } => Code::Config,
+                omac_facade::Error::Io { .. } => Code::Io,
+                omac_facade::Error::Spawn { .. } | omac_facade::Error::Health { .. } => {
+                    Code::SidecarHealth
+                }
+            };
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() {
                 Code::Misuse
@@ -146,5 +155,13 @@ mod tests {
             fix: "f".into(),
         });
         assert_eq!(code_for(&e), Code::Config);
+        let e = anyhow::Error::new(omac_facade::Error::Health {
+            skill: "s".into(),
+            waited: std::time::Duration::ZERO,
+            detail: "d".into(),
+            log: "l".into(),
+            tail: String::new(),
+        });
+        assert_eq!(code_for(&e), Code::SidecarHealth);
     }
 }

@@ -9,6 +9,14 @@ mod secrets;
 use clap::Parser;
 
 fn main() {
+    // The sidecar keeper (started by omac itself) runs before anything else is set up.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == omac_facade::keeper::SUBCOMMAND)
+    {
+        std::process::exit(omac_facade::keeper::main(&args[2..]));
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Secrets(c) => secrets::run(&skill_env(&cli.workdir)?, c),
         Command::Config(c) => config::run(&skill_env(&cli.workdir)?, c),
         Command::Skills(c) => skills::run(&skill_env(&cli.workdir)?, c),
+        Command::Facade { config } => Ok(omac_facade::standalone::run(&config)),
         Command::Bundle(b) => match b {
             BundleCommand::Create(args) => bundle::create(&workdir, args),
             BundleCommand::Explain { dir, json } => bundle::explain(&dir, json),
