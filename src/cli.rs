@@ -25,6 +25,12 @@ pub enum Command {
     /// Make, explain, compare and check OCI bundles
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run a bundle: build its sandbox and execute its command inside
+    Run(RunArgs),
+    /// Run one command in a fresh bundle of a profile, then remove the bundle
+    Sandbox(SandboxArgs),
+    /// Check this host: what a sandbox gets here and what to fix
+    Doctor,
     /// Print omac's version
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -81,5 +87,26 @@ pub struct CreateArgs {
     pub out: PathBuf,
     /// The command to run [default: the harness's binary]
     #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `omac run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The bundle directory
+    pub dir: PathBuf,
+    /// Arguments appended to the bundle's command
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `omac sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Profile name or path [default: default]
+    #[arg(long, short, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// The command to run
+    #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }

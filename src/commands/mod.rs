@@ -1,6 +1,8 @@
 //! One module per command; `run` dispatches.
 
 mod bundle;
+mod doctor;
+mod run;
 
 use anyhow::Context;
 
@@ -13,6 +15,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
+        Command::Run(args) => run::run(&args.dir, args.args, cli.verbose),
+        Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
+        Command::Doctor => doctor::run(),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
