@@ -9,7 +9,8 @@ use clap::Parser;
 
 fn main() {
     // The sandbox stage (re-executed by `omac run`): before anything else, single-threaded.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(omac_runtime::STAGE_ARG)) {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(omac_runtime::STAGE_ARG))
+    {
         omac_runtime::stage_main();
     }
     let cli = match cli::Cli::try_parse() {

@@ -40,7 +40,12 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
             let gids: Vec<libc::gid_t> = p.additional_gids.clone();
             if libc::setgroups(gids.len(), gids.as_ptr()) < 0 {
                 let e = io::Error::last_os_error();
-                die(ctx, "setgroups", sys::errno_text(&e), "remove additionalGids");
+                die(
+                    ctx,
+                    "setgroups",
+                    sys::errno_text(&e),
+                    "remove additionalGids",
+                );
             }
         }
         if libc::getegid() != p.gid && libc::setresgid(p.gid, p.gid, p.gid) < 0 {
@@ -71,27 +76,56 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
     set_rlimits(plan, ctx);
     if let Some(adj) = p.oom_score_adj {
         if let Err(e) = sys::write_file("/proc/self/oom_score_adj", &adj.to_string()) {
-            die(ctx, "oom_score_adj", e.to_string(), "remove process.oomScoreAdj or raise it");
+            die(
+                ctx,
+                "oom_score_adj",
+                e.to_string(),
+                "remove process.oomScoreAdj or raise it",
+            );
         }
     }
     // The host's session keyring (and whatever keys it links) stays behind.
     if let Err(e) = sys::join_new_session_keyring() {
-        ctx.rep.warn(format!("could not join a new session keyring: {e}"));
+        ctx.rep
+            .warn(format!("could not join a new session keyring: {e}"));
     }
+    ctx.rep
+        .debug(|| "agent: identity, cwd, rlimits, keyring done".to_string());
     apply_landlock(plan, ctx);
+    ctx.rep.debug(|| "agent: Landlock applied".to_string());
     if let Err(e) = crate::caps::drop_all() {
-        die(ctx, "drop capabilities", sys::errno_text(&e), "run `omac doctor`");
+        die(
+            ctx,
+            "drop capabilities",
+            sys::errno_text(&e),
+            "run `omac doctor`",
+        );
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0) {
-        die(ctx, "no_new_privs", sys::errno_text(&e), "run `omac doctor`");
+        die(
+            ctx,
+            "no_new_privs",
+            sys::errno_text(&e),
+            "run `omac doctor`",
+        );
     }
     // Every descriptor but 0, 1 and 2 closes at exec (the report pipe stays until then).
     if let Err(e) = sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
-        die(ctx, "close descriptors", sys::errno_text(&e), "omac needs Linux 5.11 or newer");
+        die(
+            ctx,
+            "close descriptors",
+            sys::errno_text(&e),
+            "omac needs Linux 5.11 or newer",
+        );
     }
     let argv: Vec<CString> = match p.args.iter().map(|a| sys::cstr(a)).collect() {
         Ok(v) => v,
-        Err(e) => die(ctx, "argv", e.to_string(), "remove NUL bytes from the arguments"),
+        Err(e) => die(
+            ctx,
+            "argv",
+            e.to_string(),
+            "remove NUL bytes from the arguments",
+        ),
     };
     let envp: Vec<CString> = env.iter().filter_map(|e| sys::cstr(e).ok()).collect();
     let program = match find_program(&p.args[0], &env) {
@@ -108,6 +142,7 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
         Err(e) => die(ctx, "exec", e.to_string(), "use a plain path"),
     };
     install_seccomp(plan, ctx);
+    ctx.rep.debug(|| format!("exec {}", program.display()));
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
@@ -167,7 +202,12 @@ fn set_rlimits(plan: &RunPlan, ctx: &Ctx) {
         // SAFETY: valid pointer.
         if unsafe { libc::setrlimit(*res as _, &new) } < 0 {
             let e = io::Error::last_os_error();
-            die(ctx, &format!("rlimit {name}"), sys::errno_text(&e), "lower the limit in process.rlimits");
+            die(
+                ctx,
+                &format!("rlimit {name}"),
+                sys::errno_text(&e),
+                "lower the limit in process.rlimits",
+            );
         }
     }
 }
@@ -177,7 +217,9 @@ fn apply_landlock(plan: &RunPlan, ctx: &Ctx) {
     let req = match (&plan.landlock, &ctx.private_tmp) {
         (None, _) => {
             let none = || LayerStatus::none("a plain OCI bundle has no Landlock rules");
-            ctx.rep.send(&Msg::Abi { abi: landlock::abi() });
+            ctx.rep.send(&Msg::Abi {
+                abi: landlock::abi(),
+            });
             ctx.rep.layer("landlock-fs", none());
             ctx.rep.layer("landlock-net", none());
             ctx.rep.layer("landlock-scopes", none());
@@ -218,7 +260,8 @@ fn apply_landlock(plan: &RunPlan, ctx: &Ctx) {
                 },
                 _ => l.net.clone(),
             };
-            let net_required = require("landlock-net") || plan.network_mode.as_deref() == Some("filtered");
+            let net_required =
+                require("landlock-net") || plan.network_mode.as_deref() == Some("filtered");
             landlock::Request {
                 fs,
                 net,
@@ -233,17 +276,26 @@ fn apply_landlock(plan: &RunPlan, ctx: &Ctx) {
         Ok(a) => {
             ctx.rep.send(&Msg::Abi { abi: a.abi });
             if !a.skipped.is_empty() {
-                ctx.rep.debug(|| format!("Landlock rules skipped (path absent): {}", a.skipped.join(", ")));
+                ctx.rep.debug(|| {
+                    format!(
+                        "Landlock rules skipped (path absent): {}",
+                        a.skipped.join(", ")
+                    )
+                });
             }
             if a.fs.level != Level::Full {
-                ctx.rep.warn(format!("Landlock filesystem rules only partly enforced: {}", a.fs.detail));
+                ctx.rep.warn(format!(
+                    "Landlock filesystem rules only partly enforced: {}",
+                    a.fs.detail
+                ));
             }
             ctx.rep.layer("landlock-fs", a.fs);
             ctx.rep.layer("landlock-net", a.net);
             ctx.rep.layer("landlock-scopes", a.scopes);
         }
         Err(r) => {
-            ctx.rep.fail(&format!("require {}", r.layer), r.message, r.fix);
+            ctx.rep
+                .fail(&format!("require {}", r.layer), r.message, r.fix);
             // SAFETY: leaving the forked child.
             unsafe { libc::_exit(127) }
         }
@@ -274,14 +326,18 @@ fn install_seccomp(plan: &RunPlan, ctx: &Ctx) {
         }
     }
     if programs.is_empty() {
-        ctx.rep.layer("seccomp", LayerStatus::none("the bundle has no filter"));
+        ctx.rep
+            .layer("seccomp", LayerStatus::none("the bundle has no filter"));
         return;
     }
     let count: usize = programs.iter().map(Vec::len).sum();
     // Report before the filter is in place: nothing after this point may fail silently.
     ctx.rep.layer(
         "seccomp",
-        LayerStatus::new(Level::Full, format!("{} programs, {count} instructions", programs.len())),
+        LayerStatus::new(
+            Level::Full,
+            format!("{} programs, {count} instructions", programs.len()),
+        ),
     );
     for p in &programs {
         let prog = libc::sock_fprog {

@@ -25,7 +25,9 @@ pub struct Listener {
 
 fn socket(domain: i32, ty: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain socket creation.
-    let fd = sys::cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) })?;
+    let fd = sys::cvt(unsafe {
+        libc::socket(domain, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
+    })?;
     // SAFETY: just created.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -33,7 +35,13 @@ fn socket(domain: i32, ty: i32) -> io::Result<OwnedFd> {
 fn setsockopt_int(fd: RawFd, level: i32, opt: i32, v: i32) {
     // SAFETY: an int option.
     unsafe {
-        libc::setsockopt(fd, level, opt, (&v as *const i32).cast(), std::mem::size_of::<i32>() as u32)
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
     };
 }
 
@@ -43,7 +51,10 @@ pub fn listen(name: &str, addr: &str, target: &Path) -> io::Result<Listener> {
         .parse()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
     let SocketAddr::V4(v4) = a else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv4 loopback only"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "IPv4 loopback only",
+        ));
     };
     let fd = socket(libc::AF_INET, libc::SOCK_STREAM)?;
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
@@ -79,14 +90,19 @@ fn connect_unix(path: &Path) -> io::Result<OwnedFd> {
     sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
     if bytes.len() >= sa.sun_path.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
     }
     for (i, b) in bytes.iter().enumerate() {
         sa.sun_path[i] = *b as libc::c_char;
     }
     // Blocking connect (a local Unix socket answers at once), then non-blocking relay.
     // SAFETY: plain socket creation.
-    let fd = sys::cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = sys::cvt(unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
     // SAFETY: just created.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: a valid sockaddr_un.
@@ -211,7 +227,11 @@ fn watch(epoll: RawFd, fd: RawFd, add: bool) -> io::Result<()> {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
         u64: fd as u64,
     };
-    let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+    let op = if add {
+        libc::EPOLL_CTL_ADD
+    } else {
+        libc::EPOLL_CTL_MOD
+    };
     // SAFETY: valid epoll and event.
     sys::cvt(unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) }).map(drop)
 }

@@ -29,7 +29,9 @@ impl Placement {
         drop(self.fd);
         for _ in 0..50 {
             // SAFETY: valid descriptor and name.
-            if unsafe { libc::unlinkat(self.parent.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+            if unsafe { libc::unlinkat(self.parent.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) }
+                == 0
+            {
                 return;
             }
             if io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) {
@@ -62,7 +64,11 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, &'static str, String)> {
     }
     if let Some(c) = &r.cpu {
         if let Some(q) = c.quota.filter(|q| *q > 0) {
-            out.push(("cpu", "cpu.max", format!("{q} {}", c.period.unwrap_or(100_000))));
+            out.push((
+                "cpu",
+                "cpu.max",
+                format!("{q} {}", c.period.unwrap_or(100_000)),
+            ));
         }
         if let Some(s) = c.shares.filter(|s| *s >= 2) {
             let weight = 1 + ((s.min(262_144) - 2) * 9999) / 262_142;
@@ -132,7 +138,10 @@ pub fn delegation() -> Result<(PathBuf, Vec<String>), Cause> {
 pub fn setup(r: Option<&Resources>, tag: &str) -> Result<(Option<Placement>, LayerStatus), Cause> {
     let wanted = r.map(limits).unwrap_or_default();
     if wanted.is_empty() {
-        return Ok((None, LayerStatus::none("no memory, pids or cpu limits asked for")));
+        return Ok((
+            None,
+            LayerStatus::none("no memory, pids or cpu limits asked for"),
+        ));
     }
     let (base, enabled) = delegation()?;
     let mut missing: Vec<&str> = wanted
@@ -151,21 +160,48 @@ pub fn setup(r: Option<&Resources>, tag: &str) -> Result<(Option<Placement>, Lay
             fix: "use cgroup v2 with the controllers delegated to your user (systemd does this for user sessions)".into(),
         });
     }
-    let parent = sys::openat(libc::AT_FDCWD, &sys::cpath(&base).map_err(|e| Cause { message: e.to_string(), fix: String::new() })?, libc::O_DIRECTORY | libc::O_RDONLY, 0)
-        .map_err(|e| Cause { message: format!("{}: {e}", base.display()), fix: String::new() })?;
+    let parent = sys::openat(
+        libc::AT_FDCWD,
+        &sys::cpath(&base).map_err(|e| Cause {
+            message: e.to_string(),
+            fix: String::new(),
+        })?,
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|e| Cause {
+        message: format!("{}: {e}", base.display()),
+        fix: String::new(),
+    })?;
     let name = format!("omac-{tag}");
-    let n = sys::cstr(&name).map_err(|e| Cause { message: e.to_string(), fix: String::new() })?;
+    let n = sys::cstr(&name).map_err(|e| Cause {
+        message: e.to_string(),
+        fix: String::new(),
+    })?;
     // SAFETY: valid descriptor and name.
     if unsafe { libc::mkdirat(parent.as_raw_fd(), n.as_ptr(), 0o755) } < 0 {
         let e = io::Error::last_os_error();
         return Err(Cause {
-            message: format!("creating {}/{name}: {}", base.display(), sys::errno_text(&e)),
+            message: format!(
+                "creating {}/{name}: {}",
+                base.display(),
+                sys::errno_text(&e)
+            ),
             fix: "run omac in a delegated cgroup".into(),
         });
     }
-    let fd = sys::openat(parent.as_raw_fd(), &n, libc::O_DIRECTORY | libc::O_RDONLY, 0);
+    let fd = sys::openat(
+        parent.as_raw_fd(),
+        &n,
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    );
     let placement = match fd {
-        Ok(fd) => Placement { parent, name: name.clone(), fd },
+        Ok(fd) => Placement {
+            parent,
+            name: name.clone(),
+            fd,
+        },
         Err(e) => {
             return Err(Cause {
                 message: format!("opening {}/{name}: {e}", base.display()),
@@ -175,7 +211,10 @@ pub fn setup(r: Option<&Resources>, tag: &str) -> Result<(Option<Placement>, Lay
     };
     let mut set = Vec::new();
     for (_, file, value) in &wanted {
-        let f = sys::cstr(file).map_err(|e| Cause { message: e.to_string(), fix: String::new() });
+        let f = sys::cstr(file).map_err(|e| Cause {
+            message: e.to_string(),
+            fix: String::new(),
+        });
         let r = f.and_then(|f| {
             sys::openat(placement.fd.as_raw_fd(), &f, libc::O_WRONLY, 0)
                 .and_then(|fd| sys::write_all(fd.as_raw_fd(), value.as_bytes()))

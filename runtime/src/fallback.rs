@@ -71,7 +71,12 @@ pub fn plan(spec: &Spec, ext: Option<&Extension>, sockets: &[(String, PathBuf)])
     let dir = &ext.facade.socket_dir;
     let sockets = sockets
         .iter()
-        .map(|(name, host)| (format!("{}/{name}", dir.trim_end_matches('/')), host.clone()))
+        .map(|(name, host)| {
+            (
+                format!("{}/{name}", dir.trim_end_matches('/')),
+                host.clone(),
+            )
+        })
         .collect();
     FallbackPlan {
         rules,
@@ -171,14 +176,25 @@ mod tests {
             mount("/proc", "proc", "proc", &[]),
             mount("/tmp", "tmpfs", "tmpfs", &[]),
             mount("/home/u", "tmpfs", "tmpfs", &[]),
-            mount("/home/u/.cargo/bin", "bind", "/home/u/.cargo/bin", &["bind", "ro"]),
+            mount(
+                "/home/u/.cargo/bin",
+                "bind",
+                "/home/u/.cargo/bin",
+                &["bind", "ro"],
+            ),
             mount("/work", "bind", "/srv/work", &["bind"]),
         ];
         let covered = |p: &str| {
-            let parsed: Vec<_> = mounts.iter().map(|m| mountopts::parse(m).unwrap()).collect();
+            let parsed: Vec<_> = mounts
+                .iter()
+                .map(|m| mountopts::parse(m).unwrap())
+                .collect();
             covering(p, &parsed).map(|m| m.destination.clone())
         };
-        assert_eq!(covered("/home/u/.cargo/bin/x"), Some("/home/u/.cargo/bin".into()));
+        assert_eq!(
+            covered("/home/u/.cargo/bin/x"),
+            Some("/home/u/.cargo/bin".into())
+        );
         assert_eq!(covered("/home/u"), Some("/home/u".into()));
         assert_eq!(covered("/etc"), None);
     }

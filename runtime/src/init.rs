@@ -19,32 +19,44 @@ const TOKEN_LISTENER: u64 = 1 << 62;
 
 fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>) -> ! {
     ctx.rep.fail(step, message, fix);
-    std::process::exit(1)
+    sys::exit_now(1)
 }
 
 /// Runs init: never returns.
 pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    ctx.rep.debug(|| "init started".to_string());
     if ctx.cgroupns_late {
         // Now that init sits in its own cgroup, that cgroup becomes the namespace's root.
         // SAFETY: unshare with a namespace flag.
         if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
             let e = io::Error::last_os_error();
-            fail(&ctx, "cgroup namespace", sys::errno_text(&e), "run `omac doctor`");
+            fail(
+                &ctx,
+                "cgroup namespace",
+                sys::errno_text(&e),
+                "run `omac doctor`",
+            );
         }
     }
     let fallback = ctx.private_tmp.is_some();
     if !fallback {
         if ctx.netns {
             if let Err(e) = netdev::loopback_up() {
-                fail(&ctx, "loopback up", sys::errno_text(&e), "run `omac doctor`");
+                fail(
+                    &ctx,
+                    "loopback up",
+                    sys::errno_text(&e),
+                    "run `omac doctor`",
+                );
             }
         }
         set_names(plan, &ctx);
         if let Err(e) = mounts::build(plan, &ctx.rep) {
             fail(&ctx, &e.step, e.message, e.fix);
         }
-        ctx.rep.debug(|| "view built; pivoted into the new root".to_string());
+        ctx.rep
+            .debug(|| "view built; pivoted into the new root".to_string());
     }
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0);
     if !ctx.pidns {
@@ -59,7 +71,12 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
     let agent = match unsafe { libc::fork() } {
         -1 => {
             let e = io::Error::last_os_error();
-            fail(&ctx, "fork the agent", sys::errno_text(&e), "raise the process limit")
+            fail(
+                &ctx,
+                "fork the agent",
+                sys::errno_text(&e),
+                "raise the process limit",
+            )
         }
         0 => {
             drop(listeners);
@@ -67,7 +84,10 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
             ctx.life = None;
             agent::exec(plan, &ctx)
         }
-        pid => pid,
+        pid => {
+            ctx.rep.debug(|| "agent forked".to_string());
+            pid
+        }
     };
     if !ctx.attached {
         // Also here, so that a signal forwarded right away finds the group.
@@ -75,7 +95,7 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
         unsafe { libc::setpgid(agent, agent) };
     }
     let code = supervise(agent, &ctx, &listeners, &sigfd);
-    std::process::exit(code)
+    sys::exit_now(code)
 }
 
 fn signals() -> Vec<libc::c_int> {
@@ -89,14 +109,24 @@ fn set_names(plan: &RunPlan, ctx: &Ctx) {
         // SAFETY: valid buffer and length.
         if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } < 0 {
             let e = io::Error::last_os_error();
-            fail(ctx, "hostname", sys::errno_text(&e), "remove hostname or add a uts namespace");
+            fail(
+                ctx,
+                "hostname",
+                sys::errno_text(&e),
+                "remove hostname or add a uts namespace",
+            );
         }
     }
     if let Some(d) = &plan.domainname {
         // SAFETY: valid buffer and length.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
             let e = io::Error::last_os_error();
-            fail(ctx, "domainname", sys::errno_text(&e), "remove domainname or add a uts namespace");
+            fail(
+                ctx,
+                "domainname",
+                sys::errno_text(&e),
+                "remove domainname or add a uts namespace",
+            );
         }
     }
 }
@@ -115,7 +145,12 @@ fn start_bridges(plan: &RunPlan, ctx: &Ctx) -> Vec<Listener> {
     let mut out = Vec::new();
     for b in &plan.bridges {
         let target = if fallback {
-            match plan.fallback.sockets.iter().find(|(inside, _)| *inside == b.socket) {
+            match plan
+                .fallback
+                .sockets
+                .iter()
+                .find(|(inside, _)| *inside == b.socket)
+            {
                 Some((_, host)) => host.clone(),
                 None => PathBuf::from(&b.socket),
             }
@@ -172,7 +207,12 @@ fn supervise(agent: libc::pid_t, ctx: &Ctx, listeners: &[Listener], sigfd: &Owne
     }
     if !ok {
         kill_all(agent, ctx);
-        fail(ctx, "epoll", "registering descriptors failed", "run `omac doctor`");
+        fail(
+            ctx,
+            "epoll",
+            "registering descriptors failed",
+            "run `omac doctor`",
+        );
     }
     let mut relay = Relay::default();
     let mut warned = false;
@@ -190,6 +230,7 @@ fn supervise(agent: libc::pid_t, ctx: &Ctx, listeners: &[Listener], sigfd: &Owne
                 while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
                     if sig == libc::SIGCHLD {
                         if let Some(status) = reap(agent) {
+                            ctx.rep.debug(|| "agent exited".to_string());
                             let (code, signal) = code_of(status);
                             ctx.rep.send(&Msg::Exit { code, signal });
                             kill_all(agent, ctx);
@@ -206,7 +247,7 @@ fn supervise(agent: libc::pid_t, ctx: &Ctx, listeners: &[Listener], sigfd: &Owne
             } else if token == TOKEN_LIFE {
                 // The stage is gone: omac was killed. Nothing may outlive it.
                 kill_all(agent, ctx);
-                std::process::exit(137);
+                sys::exit_now(137);
             } else if token & TOKEN_LISTENER != 0 {
                 let i = (token & !TOKEN_LISTENER) as usize;
                 if let Some(l) = listeners.get(i) {
@@ -270,7 +311,10 @@ fn children() -> Vec<libc::pid_t> {
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(s.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()));
+                out.extend(
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse::<libc::pid_t>().ok()),
+                );
             }
         }
     }

@@ -57,7 +57,11 @@ fn right(name: &str) -> Option<AccessFs> {
 
 /// Rights that apply to a file (the others only to directories).
 fn file_rights() -> BitFlags<AccessFs> {
-    AccessFs::Execute | AccessFs::WriteFile | AccessFs::ReadFile | AccessFs::Truncate | AccessFs::IoctlDev
+    AccessFs::Execute
+        | AccessFs::WriteFile
+        | AccessFs::ReadFile
+        | AccessFs::Truncate
+        | AccessFs::IoctlDev
 }
 
 /// What the agent's Landlock domain should hold.
@@ -114,7 +118,10 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
         let message = if abi == 0 {
             "Landlock is not available in this kernel".to_string()
         } else {
-            format!("the kernel's Landlock ABI {abi} is below the bundle's minimum {}", req.min_abi)
+            format!(
+                "the kernel's Landlock ABI {abi} is below the bundle's minimum {}",
+                req.min_abi
+            )
         };
         if req.fs_required {
             return Err(Refusal {
@@ -156,11 +163,15 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
                 }
             }
         }
-        let fd = match sys::openat(libc::AT_FDCWD, &match sys::cstr(&r.path) {
-            Ok(c) => c,
-            Err(_) => continue,
-        }, libc::O_PATH, 0)
-        {
+        let fd = match sys::openat(
+            libc::AT_FDCWD,
+            &match sys::cstr(&r.path) {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+            libc::O_PATH,
+            0,
+        ) {
             Ok(fd) => fd,
             Err(_) => {
                 skipped.push(r.path.clone());
@@ -223,7 +234,9 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
         LayerStatus::none("none requested")
     } else if abi < 6 {
         scopes = BitFlags::empty();
-        LayerStatus::none(format!("IPC scopes need Landlock ABI 6; the kernel has {abi}"))
+        LayerStatus::none(format!(
+            "IPC scopes need Landlock ABI 6; the kernel has {abi}"
+        ))
     } else {
         LayerStatus::new(Level::Full, req.scopes.join(", "))
     };
@@ -246,7 +259,9 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
     let mut created = ruleset.create().map_err(refused)?;
     let count = rules.len();
     for (fd, access) in rules {
-        created = created.add_rule(PathBeneath::new(fd, access)).map_err(refused)?;
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(refused)?;
     }
     for (ports, access) in [
         (&req.net.bind_tcp, AccessNet::BindTcp),
@@ -254,7 +269,9 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
     ] {
         if net_handled.contains(access) {
             for p in ports.iter().flatten() {
-                created = created.add_rule(NetPort::new(*p, access)).map_err(refused)?;
+                created = created
+                    .add_rule(NetPort::new(*p, access))
+                    .map_err(refused)?;
             }
         }
     }
@@ -265,7 +282,10 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
         Level::Full
     } else {
         if !dropped.is_empty() {
-            detail.push_str(&format!("; not enforced by this kernel: {}", dropped.join(", ")));
+            detail.push_str(&format!(
+                "; not enforced by this kernel: {}",
+                dropped.join(", ")
+            ));
         }
         if abi < req.min_abi {
             detail.push_str(&format!("; below the bundle's minimum ABI {}", req.min_abi));

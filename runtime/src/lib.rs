@@ -16,8 +16,8 @@ pub mod fallback;
 mod init;
 mod landlock;
 mod links;
-mod mounts;
 pub mod mountopts;
+mod mounts;
 mod netdev;
 mod parent;
 mod prepare;
@@ -70,6 +70,8 @@ pub struct RunOptions {
     pub stage_exe: Option<PathBuf>,
     /// A handle to signal the running sandbox from another thread.
     pub control: Option<Control>,
+    /// When the run started (`CLOCK_MONOTONIC` ns), for the timings of `verbose`.
+    pub t0: Option<u64>,
 }
 
 impl RunOptions {
@@ -120,8 +122,13 @@ pub fn block_forwarded_signals() -> std::io::Result<()> {
 /// Blocking. The stage dies with the thread that calls this (`PR_SET_PDEATHSIG`), so call
 /// it from a thread that lives until it returns (from async code: a blocking task).
 pub fn run(bundle: &omac_bundle::Loaded, options: &RunOptions) -> Result<Outcome, Error> {
+    let start = wire::now();
     let (plan, warnings) = prepare::plan(bundle, options)?;
-    parent::run(plan, warnings, options)
+    let options = RunOptions {
+        t0: Some(options.t0.unwrap_or(start)),
+        ..options.clone()
+    };
+    parent::run(plan, warnings, &options)
 }
 
 /// The stage's entry point: the omac binary calls it, before anything else, when its first

@@ -12,7 +12,12 @@ use crate::Error;
 const DEPTH: usize = 3;
 const BUDGET: usize = 2000;
 
-fn visit(p: &Path, depth: usize, budget: &mut usize, devs: &BTreeSet<u64>) -> Option<(PathBuf, u64)> {
+fn visit(
+    p: &Path,
+    depth: usize,
+    budget: &mut usize,
+    devs: &BTreeSet<u64>,
+) -> Option<(PathBuf, u64)> {
     if *budget == 0 {
         return None;
     }

@@ -42,8 +42,21 @@ pub struct Parsed {
 
 /// Flags that mean "do not restrict": accepted and leave the flag as the source has it.
 const PERMISSIVE: &[&str] = &[
-    "rw", "suid", "dev", "exec", "defaults", "async", "atime", "diratime", "norelatime",
-    "nostrictatime", "symfollow", "private", "rprivate", "nolazytime", "loud",
+    "rw",
+    "suid",
+    "dev",
+    "exec",
+    "defaults",
+    "async",
+    "atime",
+    "diratime",
+    "norelatime",
+    "nostrictatime",
+    "symfollow",
+    "private",
+    "rprivate",
+    "nolazytime",
+    "loud",
 ];
 
 /// Checks that `dest` is an absolute, normalised path inside the root.
@@ -159,7 +172,13 @@ mod tests {
 
     #[test]
     fn binds_and_filesystems() {
-        let p = parse(&m("/usr", "bind", "/usr", &["bind", "ro", "nosuid", "nodev"])).unwrap();
+        let p = parse(&m(
+            "/usr",
+            "bind",
+            "/usr",
+            &["bind", "ro", "nosuid", "nodev"],
+        ))
+        .unwrap();
         assert_eq!(
             p.kind,
             Kind::Bind {
@@ -172,7 +191,13 @@ mod tests {
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
         ))
         .unwrap();
         match p.kind {

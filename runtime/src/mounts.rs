@@ -54,7 +54,11 @@ fn fs_log(fs: &OwnedFd) -> String {
         if n <= 0 {
             break;
         }
-        out.push(String::from_utf8_lossy(&buf[..n as usize]).trim().to_string());
+        out.push(
+            String::from_utf8_lossy(&buf[..n as usize])
+                .trim()
+                .to_string(),
+        );
     }
     out.join("; ")
 }
@@ -66,7 +70,8 @@ pub fn new_fs(
     params: &[(String, Option<String>)],
     attrs: u64,
 ) -> Result<OwnedFd, String> {
-    let fs = sys::fsopen(fstype).map_err(|e| format!("fsopen {fstype}: {}", sys::errno_text(&e)))?;
+    let fs =
+        sys::fsopen(fstype).map_err(|e| format!("fsopen {fstype}: {}", sys::errno_text(&e)))?;
     let _ = sys::fsconfig_set(&fs, "source", Some(source));
     for (k, v) in params {
         sys::fsconfig_set(&fs, k, v.as_deref()).map_err(|e| {
@@ -75,13 +80,25 @@ pub fn new_fs(
                 "{fstype} option {k}{}: {}{}",
                 v.as_ref().map(|v| format!("={v}")).unwrap_or_default(),
                 sys::errno_text(&e),
-                if log.is_empty() { String::new() } else { format!(" ({log})") }
+                if log.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({log})")
+                }
             )
         })?;
     }
     sys::fsconfig_create(&fs).map_err(|e| {
         let log = fs_log(&fs);
-        format!("creating {fstype}: {}{}", sys::errno_text(&e), if log.is_empty() { String::new() } else { format!(" ({log})") })
+        format!(
+            "creating {fstype}: {}{}",
+            sys::errno_text(&e),
+            if log.is_empty() {
+                String::new()
+            } else {
+                format!(" ({log})")
+            }
+        )
     })?;
     sys::fsmount(&fs, attrs).map_err(|e| format!("fsmount {fstype}: {}", sys::errno_text(&e)))
 }
@@ -118,16 +135,22 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
     };
     if r < 0 {
         let e = io::Error::last_os_error();
-        return Err(step("make mounts private", sys::errno_text(&e), refusal_fix(&e)));
+        return Err(step(
+            "make mounts private",
+            sys::errno_text(&e),
+            refusal_fix(&e),
+        ));
     }
-    let rootfs = sys::cpath(&plan.rootfs).map_err(|e| step("root", e.to_string(), "use a plain path"))?;
-    let root_dir = sys::openat(libc::AT_FDCWD, &rootfs, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|e| {
-        step(
-            "root",
-            format!("{}: {}", plan.rootfs.display(), sys::errno_text(&e)),
-            "the bundle's root directory must exist",
-        )
-    })?;
+    let rootfs =
+        sys::cpath(&plan.rootfs).map_err(|e| step("root", e.to_string(), "use a plain path"))?;
+    let root_dir = sys::openat(libc::AT_FDCWD, &rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| {
+            step(
+                "root",
+                format!("{}: {}", plan.rootfs.display(), sys::errno_text(&e)),
+                "the bundle's root directory must exist",
+            )
+        })?;
     let root_mount = if plan.root_tmpfs {
         new_fs(
             "tmpfs",
@@ -137,15 +160,20 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
         )
         .map_err(|m| step("root tmpfs", m, "run `omac doctor`"))?
     } else {
-        sys::clone_tree(&root_dir, true).map_err(|e| {
-            step("root bind", sys::errno_text(&e), refusal_fix(&e))
-        })?
+        sys::clone_tree(&root_dir, true)
+            .map_err(|e| step("root bind", sys::errno_text(&e), refusal_fix(&e)))?
     };
-    sys::move_mount(&root_mount, &root_dir).map_err(|e| step("root", sys::errno_text(&e), refusal_fix(&e)))?;
+    sys::move_mount(&root_mount, &root_dir)
+        .map_err(|e| step("root", sys::errno_text(&e), refusal_fix(&e)))?;
     let root = sys::openat(libc::AT_FDCWD, &rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| step("root", sys::errno_text(&e), "run `omac doctor`"))?;
-    let devnull = sys::openat(libc::AT_FDCWD, c"/dev/null", libc::O_PATH, 0)
-        .map_err(|e| step("open /dev/null", sys::errno_text(&e), "the host needs /dev/null"))?;
+    let devnull = sys::openat(libc::AT_FDCWD, c"/dev/null", libc::O_PATH, 0).map_err(|e| {
+        step(
+            "open /dev/null",
+            sys::errno_text(&e),
+            "the host needs /dev/null",
+        )
+    })?;
 
     let parsed: Vec<mountopts::Parsed> = plan
         .mounts
@@ -192,12 +220,30 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
         let fd = match resolve::open_in_root(&root, r, sys::resolve::NO_SYMLINKS) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(step(format!("read-only {r}"), sys::errno_text(&e), "remove it from linux.readonlyPaths")),
+            Err(e) => {
+                return Err(step(
+                    format!("read-only {r}"),
+                    sys::errno_text(&e),
+                    "remove it from linux.readonlyPaths",
+                ))
+            }
         };
-        let tree = sys::clone_tree(&fd, true).map_err(|e| step(format!("read-only {r}"), sys::errno_text(&e), refusal_fix(&e)))?;
+        let tree = sys::clone_tree(&fd, true).map_err(|e| {
+            step(
+                format!("read-only {r}"),
+                sys::errno_text(&e),
+                refusal_fix(&e),
+            )
+        })?;
         sys::mount_setattr(&tree, attr::RDONLY, 0, 0, true)
             .and_then(|()| sys::move_mount(&tree, &fd))
-            .map_err(|e| step(format!("read-only {r}"), sys::errno_text(&e), refusal_fix(&e)))?;
+            .map_err(|e| {
+                step(
+                    format!("read-only {r}"),
+                    sys::errno_text(&e),
+                    refusal_fix(&e),
+                )
+            })?;
     }
     pivot(&root)?;
     if plan.root_readonly {
@@ -209,7 +255,12 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
     Ok(())
 }
 
-fn mount_one(p: &mountopts::Parsed, root: &OwnedFd, writable: &[String], made: &Made) -> Result<(), StepError> {
+fn mount_one(
+    p: &mountopts::Parsed,
+    root: &OwnedFd,
+    writable: &[String],
+    made: &Made,
+) -> Result<(), StepError> {
     let what = format!("mount {}", p.destination);
     let may = |path: &str| made.may_create(path);
     let (tree, create) = match &p.kind {
@@ -221,28 +272,59 @@ fn mount_one(p: &mountopts::Parsed, root: &OwnedFd, writable: &[String], made: &
                     "remove the symlink, or create the missing host path, or regenerate the bundle",
                 )
             })?;
-            let st = sys::fstat(src.as_raw_fd()).map_err(|e| step(&what, e.to_string(), "run `omac doctor`"))?;
+            let st = sys::fstat(src.as_raw_fd())
+                .map_err(|e| step(&what, e.to_string(), "run `omac doctor`"))?;
             let tree = match sys::clone_tree(&src, *recursive) {
                 // A tree with locked submounts can only be cloned whole in a user namespace.
-                Err(e) if !recursive && e.raw_os_error() == Some(libc::EINVAL) => sys::clone_tree(&src, true),
+                Err(e) if !recursive && e.raw_os_error() == Some(libc::EINVAL) => {
+                    sys::clone_tree(&src, true)
+                }
                 r => r,
             }
-            .map_err(|e| step(&what, format!("cloning {source}: {}", sys::errno_text(&e)), refusal_fix(&e)))?;
+            .map_err(|e| {
+                step(
+                    &what,
+                    format!("cloning {source}: {}", sys::errno_text(&e)),
+                    refusal_fix(&e),
+                )
+            })?;
             let clear = if p.atime_set { attr::ATIME_MASK } else { 0 };
-            sys::mount_setattr(&tree, p.attrs, clear, 0, true)
-                .map_err(|e| step(&what, format!("setting its flags: {}", sys::errno_text(&e)), refusal_fix(&e)))?;
-            let create = if sys::is_dir_mode(st.st_mode) { Create::Dir } else { Create::File };
+            sys::mount_setattr(&tree, p.attrs, clear, 0, true).map_err(|e| {
+                step(
+                    &what,
+                    format!("setting its flags: {}", sys::errno_text(&e)),
+                    refusal_fix(&e),
+                )
+            })?;
+            let create = if sys::is_dir_mode(st.st_mode) {
+                Create::Dir
+            } else {
+                Create::File
+            };
             (tree, create)
         }
-        Kind::Fs { fstype, source, params } => {
+        Kind::Fs {
+            fstype,
+            source,
+            params,
+        } => {
             let tree = new_fs(fstype, source, params, p.attrs).map_err(|m| {
-                step(&what, m, "check the mount's type and options (the kernel's message is quoted)")
+                step(
+                    &what,
+                    m,
+                    "check the mount's type and options (the kernel's message is quoted)",
+                )
             })?;
             (tree, Create::Dir)
         }
     };
-    let target = resolve::open_target(root, &p.destination, create, &may)
-        .map_err(|m| step(&what, m, "remove the symlink or the mount, or regenerate the bundle"))?;
+    let target = resolve::open_target(root, &p.destination, create, &may).map_err(|m| {
+        step(
+            &what,
+            m,
+            "remove the symlink or the mount, or regenerate the bundle",
+        )
+    })?;
     sys::move_mount(&tree, &target).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))
 }
 
@@ -279,19 +361,30 @@ fn mask(root: &OwnedFd, devnull: &OwnedFd, path: &str) -> Result<(), StepError> 
     let fd = match resolve::open_in_root(root, path, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(step(&what, sys::errno_text(&e), "remove it from linux.maskedPaths")),
+        Err(e) => {
+            return Err(step(
+                &what,
+                sys::errno_text(&e),
+                "remove it from linux.maskedPaths",
+            ))
+        }
     };
-    let st = sys::fstat(fd.as_raw_fd()).map_err(|e| step(&what, e.to_string(), "run `omac doctor`"))?;
+    let st =
+        sys::fstat(fd.as_raw_fd()).map_err(|e| step(&what, e.to_string(), "run `omac doctor`"))?;
     let cover = if sys::is_dir_mode(st.st_mode) {
         new_fs(
             "tmpfs",
             "omac-mask",
-            &[("mode".into(), Some("0555".into())), ("size".into(), Some("4k".into()))],
+            &[
+                ("mode".into(), Some("0555".into())),
+                ("size".into(), Some("4k".into())),
+            ],
             attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC,
         )
         .map_err(|m| step(&what, m, "run `omac doctor`"))?
     } else {
-        let t = sys::clone_tree(devnull, false).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+        let t = sys::clone_tree(devnull, false)
+            .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
         sys::mount_setattr(&t, attr::RDONLY | attr::NOSUID | attr::NOEXEC, 0, 0, false)
             .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
         t
@@ -301,8 +394,13 @@ fn mask(root: &OwnedFd, devnull: &OwnedFd, path: &str) -> Result<(), StepError> 
 
 /// `pivot_root` into `root` and detach the old root.
 fn pivot(root: &OwnedFd) -> Result<(), StepError> {
-    let dir = sys::openat(root.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0)
-        .map_err(|e| step("pivot_root", e.to_string(), "run `omac doctor`"))?;
+    let dir = sys::openat(
+        root.as_raw_fd(),
+        c".",
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|e| step("pivot_root", e.to_string(), "run `omac doctor`"))?;
     // SAFETY: fchdir on a directory descriptor; pivot_root(".", ".") stacks the old root
     // under the new one, and the detach below removes it.
     unsafe {
@@ -316,7 +414,11 @@ fn pivot(root: &OwnedFd) -> Result<(), StepError> {
         }
         if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) < 0 {
             let e = io::Error::last_os_error();
-            return Err(step("detach the old root", sys::errno_text(&e), refusal_fix(&e)));
+            return Err(step(
+                "detach the old root",
+                sys::errno_text(&e),
+                refusal_fix(&e),
+            ));
         }
         if libc::chdir(c"/".as_ptr()) < 0 {
             let e = io::Error::last_os_error();

@@ -8,7 +8,8 @@ use crate::sys;
 /// Sets `lo` up (the kernel then gives it 127.0.0.1/8 and ::1).
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: a datagram socket to carry the interface ioctls.
-    let s = sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let s =
+        sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: just created.
     let sock = unsafe { OwnedFd::from_raw_fd(s) };
     // SAFETY: ifreq is plain data.

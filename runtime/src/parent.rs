@@ -27,7 +27,11 @@ pub fn spawn_stage(exe: &Path, plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Resu
     let path = sys::cpath(exe)?;
     let arg0 = CString::new("omac").map_err(io::Error::other)?;
     let arg1 = sys::cstr(STAGE_ARG)?;
-    let argv = [arg0.as_ptr() as *mut libc::c_char, arg1.as_ptr() as *mut _, std::ptr::null_mut()];
+    let argv = [
+        arg0.as_ptr() as *mut libc::c_char,
+        arg1.as_ptr() as *mut _,
+        std::ptr::null_mut(),
+    ];
     let envp = [std::ptr::null_mut::<libc::c_char>()];
     // SAFETY: the posix_spawn objects are initialised before use and destroyed after; every
     // pointer passed outlives the call.
@@ -67,7 +71,14 @@ pub fn spawn_stage(exe: &Path, plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Resu
         }
         let mut pid = 0;
         if rc == 0 {
-            rc = libc::posix_spawn(&mut pid, path.as_ptr(), &fa, &at, argv.as_ptr(), envp.as_ptr());
+            rc = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &fa,
+                &at,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
         }
         libc::posix_spawn_file_actions_destroy(&mut fa);
         libc::posix_spawnattr_destroy(&mut at);
@@ -103,13 +114,9 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
         verbose: opts.verbose,
+        t0: opts.t0.unwrap_or_else(crate::wire::now),
         task: Task::Run(plan),
     };
-    let bytes = serde_json::to_vec(&plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
-    let exe = opts
-        .stage_exe
-        .clone()
-        .unwrap_or_else(|| "/proc/self/exe".into());
     let sigfd = if opts.forward_signals {
         // Blocking here covers a caller that forgot to; other threads must block them too.
         sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
@@ -117,22 +124,19 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
     } else {
         None
     };
-    let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
     let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
-    let pid = spawn_stage(&exe, &plan_r, &report_w).map_err(|e| {
-        Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display())))
-    })?;
-    drop(plan_r);
+    let pid = start(&plan, opts, &report_w)?;
     drop(report_w);
     if let Some(c) = &opts.control {
         c.attach(pid);
     }
-    // A stage that died early closes its end: the report says why, so EPIPE is not fatal.
-    let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);
-    drop(plan_w);
 
     let result = relay(pid, &report_r, sigfd.as_ref(), opts.verbose, &mut warnings);
     let status = wait_for(pid);
+    if opts.verbose {
+        let ms = crate::wire::now().saturating_sub(plan.t0) as f64 / 1e6;
+        tracing::debug!("[{ms:7.3} ms] the sandbox has ended");
+    }
     if let Some(c) = &opts.control {
         c.attach(0);
     }
@@ -157,6 +161,31 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
             libc::WEXITSTATUS(status)
         ))),
     }
+}
+
+/// Starts the stage: a fork of this process when it is single-threaded (no exec, no plan to
+/// serialise), otherwise the omac binary re-executed with the plan on a pipe.
+fn start(plan: &Plan, opts: &RunOptions, report_w: &OwnedFd) -> Result<libc::pid_t, Error> {
+    if opts.stage_exe.is_none() && sys::single_threaded() {
+        // SAFETY: a single-threaded process may fork; the child never returns here.
+        match unsafe { libc::fork() } {
+            -1 => return Err(Error::Spawn(io::Error::last_os_error())),
+            0 => crate::stage::forked(plan, report_w.as_raw_fd()),
+            pid => return Ok(pid),
+        }
+    }
+    let exe = opts
+        .stage_exe
+        .clone()
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let bytes = serde_json::to_vec(plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
+    let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
+    let pid = spawn_stage(&exe, &plan_r, report_w)
+        .map_err(|e| Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display()))))?;
+    drop(plan_r);
+    // A stage that died early closes its end: the report says why, so EPIPE is not fatal.
+    let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);
+    Ok(pid)
 }
 
 type Relayed = (Enforcement, Option<(i32, Option<i32>)>, Option<Error>);
@@ -222,7 +251,14 @@ fn relay(
             let Ok(msg) = serde_json::from_slice::<Msg>(&line[..line.len() - 1]) else {
                 continue;
             };
-            handle(msg, &mut enforcement, &mut exit, &mut fail, verbose, warnings);
+            handle(
+                msg,
+                &mut enforcement,
+                &mut exit,
+                &mut fail,
+                verbose,
+                warnings,
+            );
         }
     }
     Ok((enforcement, exit, fail))

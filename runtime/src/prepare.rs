@@ -119,7 +119,13 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         )
     })?;
     let root_tmpfs = std::fs::read_dir(&rootfs)
-        .map_err(|e| bad("root.path", format!("{}: {e}", rootfs.display()), "make it a readable directory"))?
+        .map_err(|e| {
+            bad(
+                "root.path",
+                format!("{}: {e}", rootfs.display()),
+                "make it a readable directory",
+            )
+        })?
         .next()
         .is_none();
 
@@ -133,7 +139,11 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
                         format!("unknown layer {r:?}"),
                         format!(
                             "use the layers {}",
-                            LAYERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                            LAYERS
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }
@@ -304,7 +314,11 @@ fn check_process(spec: &Spec) -> Result<(), Error> {
         }
     }
     if !p.cwd.starts_with('/') {
-        return Err(bad("process.cwd", format!("{:?} is not absolute", p.cwd), "use an absolute path"));
+        return Err(bad(
+            "process.cwd",
+            format!("{:?} is not absolute", p.cwd),
+            "use an absolute path",
+        ));
     }
     Ok(())
 }
@@ -314,7 +328,10 @@ fn check_linux(spec: &Spec) -> Result<(), Error> {
     if let Some(d) = l.devices.first() {
         return Err(bad(
             "linux.devices",
-            format!("{}: omac cannot create device nodes in a user namespace", d.path),
+            format!(
+                "{}: omac cannot create device nodes in a user namespace",
+                d.path
+            ),
             "bind-mount the host device instead (a mount of type bind)",
         ));
     }
@@ -414,7 +431,11 @@ fn check_mappings(spec: &Spec) -> Result<(Vec<IdMapping>, Vec<IdMapping>, bool),
         ("linux.gidMappings", &l.gid_mappings, gid, "gid"),
     ] {
         if maps.is_empty() {
-            return Err(bad(field, "is empty", "map the invoking user (omac bundle create does)"));
+            return Err(bad(
+                field,
+                "is empty",
+                "map the invoking user (omac bundle create does)",
+            ));
         }
         if uid != 0 {
             let ok = maps.len() == 1 && maps[0].host_id == me && maps[0].size == 1;
@@ -449,7 +470,11 @@ fn check_mappings(spec: &Spec) -> Result<(Vec<IdMapping>, Vec<IdMapping>, bool),
         ));
     }
     let allow_setgroups = uid == 0 && !user.additional_gids.is_empty();
-    if let Some(g) = user.additional_gids.iter().find(|g| !mapped(&l.gid_mappings, **g)) {
+    if let Some(g) = user
+        .additional_gids
+        .iter()
+        .find(|g| !mapped(&l.gid_mappings, **g))
+    {
         return Err(bad(
             "process.user.additionalGids",
             format!("{g} is not mapped"),
@@ -463,7 +488,11 @@ fn check_mappings(spec: &Spec) -> Result<(Vec<IdMapping>, Vec<IdMapping>, bool),
             "remove additionalGids",
         ));
     }
-    Ok((l.uid_mappings.clone(), l.gid_mappings.clone(), allow_setgroups))
+    Ok((
+        l.uid_mappings.clone(),
+        l.gid_mappings.clone(),
+        allow_setgroups,
+    ))
 }
 
 fn check_landlock(e: &Extension) -> Result<(), Error> {
@@ -484,7 +513,11 @@ fn check_landlock(e: &Extension) -> Result<(), Error> {
                     format!("unknown right {a:?}"),
                     format!(
                         "use {}",
-                        rights::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        rights::ALL
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }

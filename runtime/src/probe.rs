@@ -60,7 +60,9 @@ fn inside(p: &mut StageProbe) {
         Err(e) => p.namespaces = Some(sys::errno_text(&e)),
         Ok(Forked::Child) => {
             let mount = crate::mounts::new_fs("tmpfs", "omac-probe", &[], 0).err();
-            let lo = crate::netdev::loopback_up().err().map(|e| sys::errno_text(&e));
+            let lo = crate::netdev::loopback_up()
+                .err()
+                .map(|e| sys::errno_text(&e));
             let out = serde_json::to_vec(&(mount, lo)).unwrap_or_default();
             let _ = sys::write_all(w.as_raw_fd(), &out);
             // SAFETY: leaving the probe child.
@@ -129,12 +131,14 @@ fn run_stage(exe: &Path) -> Result<StageProbe, String> {
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
         verbose: false,
+        t0: 0,
         task: Task::Probe,
     };
     let bytes = serde_json::to_vec(&plan).map_err(|e| e.to_string())?;
     let (plan_r, plan_w) = sys::pipe().map_err(|e| e.to_string())?;
     let (rep_r, rep_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let pid = crate::parent::spawn_stage(exe, &plan_r, &rep_w).map_err(|e| format!("{}: {e}", exe.display()))?;
+    let pid = crate::parent::spawn_stage(exe, &plan_r, &rep_w)
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
     drop(plan_r);
     drop(rep_w);
     let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);

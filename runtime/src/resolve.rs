@@ -80,7 +80,8 @@ pub fn open_host(path: &str, writable: &[String]) -> Result<OwnedFd, String> {
             continue;
         }
         let here = Path::new(&cur_path).join(&comp).display().to_string();
-        let fd = open_nofollow(&cur, &comp).map_err(|e| format!("{here}: {}", sys::errno_text(&e)))?;
+        let fd =
+            open_nofollow(&cur, &comp).map_err(|e| format!("{here}: {}", sys::errno_text(&e)))?;
         if is_symlink(&fd).map_err(|e| format!("{here}: {e}"))? {
             if let Some(w) = writable.iter().find(|w| within(&here, w) && here != **w) {
                 return Err(format!(
@@ -220,7 +221,9 @@ mod tests {
         // Outside any writable grant, symlinks are followed as usual.
         assert!(open_host(&format!("{}/cache", work.display()), &[]).is_ok());
         assert!(open_host(&format!("{}/rel", work.display()), &[]).is_ok());
-        assert!(open_host("/nonexistent/x", &[]).unwrap_err().contains("ENOENT"));
+        assert!(open_host("/nonexistent/x", &[])
+            .unwrap_err()
+            .contains("ENOENT"));
     }
 
     #[test]

@@ -38,11 +38,37 @@ pub struct Ctx {
 /// The stage's entry point.
 pub fn main() -> ! {
     let code = stage();
-    std::process::exit(code)
+    sys::exit_now(code)
+}
+
+/// The stage in a forked copy of a single-threaded omac process: the plan is already in
+/// memory and reports go to `report`. Never returns.
+pub fn forked(plan: &Plan, report: i32) -> ! {
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != plan.parent {
+        sys::exit_now(1);
+    }
+    // Nothing of the omac process reaches the sandbox: no descriptor but 0, 1, 2 and the
+    // report pipe, no environment, default signal handling.
+    if report > 3 {
+        let _ = sys::close_range(3, report as u32 - 1, 0);
+    }
+    let _ = sys::close_range(report as u32 + 1, u32::MAX, 0);
+    // SAFETY: the process is single-threaded (checked before the fork).
+    unsafe { libc::clearenv() };
+    sys::reset_signals();
+    let rep = Reporter::new(report, plan.verbose, plan.t0);
+    rep.debug(|| "stage forked".to_string());
+    let code = match &plan.task {
+        Task::Probe => crate::probe::stage(&rep),
+        Task::Run(run) => run_plan(run, rep),
+    };
+    sys::exit_now(code)
 }
 
 fn stage() -> i32 {
-    let rep = Reporter::new(REPORT_FD, false);
+    let rep = Reporter::new(REPORT_FD, false, 0);
     if sys::set_cloexec(PLAN_FD, true).is_err() || sys::set_cloexec(REPORT_FD, true).is_err() {
         eprintln!("omac: the sandbox stage is started by omac run, not by hand");
         return 2;
@@ -65,7 +91,11 @@ fn stage() -> i32 {
     let plan: Plan = match serde_json::from_slice(&bytes) {
         Ok(p) => p,
         Err(e) => {
-            rep.fail("read the plan", e.to_string(), "the omac binary changed during the run; retry");
+            rep.fail(
+                "read the plan",
+                e.to_string(),
+                "the omac binary changed during the run; retry",
+            );
             return 7;
         }
     };
@@ -74,7 +104,8 @@ fn stage() -> i32 {
     if unsafe { libc::getppid() } != plan.parent {
         return 1;
     }
-    let rep = Reporter::new(REPORT_FD, plan.verbose);
+    let rep = Reporter::new(REPORT_FD, plan.verbose, plan.t0);
+    rep.debug(|| "stage started".to_string());
     match plan.task {
         Task::Probe => crate::probe::stage(&rep),
         Task::Run(run) => run_plan(&run, rep),
@@ -95,13 +126,19 @@ fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
                 rep.fail("require cgroups", cause.message, cause.fix);
                 return 7;
             }
-            rep.warn(format!("memory, pids and cpu limits are NOT enforced: {}", cause.message));
+            rep.warn(format!(
+                "memory, pids and cpu limits are NOT enforced: {}",
+                cause.message
+            ));
             (None, LayerStatus::none(cause.message))
         }
     };
     rep.layer("cgroups", cg_status);
     let code = match userns::enter(&plan.uid_map, &plan.gid_map, plan.allow_setgroups) {
-        Ok(()) => namespaced(plan, rep, placement.as_ref()),
+        Ok(()) => {
+            rep.debug(|| "user namespace entered".to_string());
+            namespaced(plan, rep, placement.as_ref())
+        }
         Err(cause) => {
             if has(&plan.require, "namespaces") {
                 rep.fail("user namespace", cause.message, cause.fix);
@@ -147,7 +184,11 @@ fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i
     } else {
         (
             Level::Partial,
-            format!("{}; shared with the host: {}", names.join(", "), missing.join(", ")),
+            format!(
+                "{}; shared with the host: {}",
+                names.join(", "),
+                missing.join(", ")
+            ),
         )
     };
     rep.layer("namespaces", LayerStatus::new(level, detail));
@@ -163,7 +204,12 @@ fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i
     supervise(plan, ctx, flags, placement)
 }
 
-fn fallback_run(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>, cause: userns::Cause) -> i32 {
+fn fallback_run(
+    plan: &RunPlan,
+    rep: Reporter,
+    placement: Option<&Placement>,
+    cause: userns::Cause,
+) -> i32 {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     if plan.process.uid != uid || plan.process.gid != gid {
@@ -181,11 +227,16 @@ fn fallback_run(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>, ca
         rep.fail(
             "user namespace",
             cause.message,
-            format!("{} (a plain OCI bundle has no Landlock rules to fall back on)", cause.fix),
+            format!(
+                "{} (a plain OCI bundle has no Landlock rules to fall back on)",
+                cause.fix
+            ),
         );
         return 7;
     }
-    rep.send(&Msg::Fallback { cause: cause.message.clone() });
+    rep.send(&Msg::Fallback {
+        cause: cause.message.clone(),
+    });
     let weaker = fallback::weaker(plan.network_mode.as_deref(), &plan.fallback.unhidden);
     rep.warn(format!(
         "user namespaces are unavailable: {}. Running with Landlock and seccomp only, which is \
@@ -198,7 +249,11 @@ fn fallback_run(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>, ca
     let tmp = match private_tmp() {
         Ok(t) => t,
         Err(e) => {
-            rep.fail("private temporary directory", e.to_string(), "make /tmp writable");
+            rep.fail(
+                "private temporary directory",
+                e.to_string(),
+                "make /tmp writable",
+            );
             return 7;
         }
     };
@@ -234,20 +289,23 @@ fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placem
     let mut signals = FORWARDED_SIGNALS.to_vec();
     signals.push(libc::SIGCHLD);
     if let Err(e) = sys::block_signals(&signals) {
-        ctx.rep.fail("block signals", e.to_string(), "report this as a bug");
+        ctx.rep
+            .fail("block signals", e.to_string(), "report this as a bug");
         return 7;
     }
     let sigfd = match sys::signalfd(&signals) {
         Ok(fd) => fd,
         Err(e) => {
-            ctx.rep.fail("signalfd", e.to_string(), "report this as a bug");
+            ctx.rep
+                .fail("signalfd", e.to_string(), "report this as a bug");
             return 7;
         }
     };
     let (life_r, life_w) = match sys::pipe() {
         Ok(p) => p,
         Err(e) => {
-            ctx.rep.fail("pipe", e.to_string(), "raise the open file limit");
+            ctx.rep
+                .fail("pipe", e.to_string(), "raise the open file limit");
             return 7;
         }
     };
@@ -259,7 +317,11 @@ fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placem
             ctx.life = Some(life_r);
             crate::init::main(plan, ctx)
         }
-        Ok(Forked::Parent(pid)) => pid,
+        Ok(Forked::Parent(pid)) => {
+            ctx.rep
+                .debug(|| "init cloned into the new namespaces".to_string());
+            pid
+        }
         Err(e) => {
             let fix = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => {

@@ -494,3 +494,19 @@ pub fn errno_text(e: &io::Error) -> String {
     };
     format!("{name} ({e})")
 }
+
+/// Ends the process at once: no destructors, no atexit handlers, no stdio flush (a forked
+/// copy must not flush its parent's buffers a second time).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Whether the calling process has a single thread (then it may fork without exec).
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
+}

@@ -28,11 +28,14 @@ fn read_int(path: &str) -> Option<i64> {
 
 /// The AppArmor label of this process (`unconfined` when none).
 pub fn apparmor_label() -> Option<String> {
-    ["/proc/self/attr/apparmor/current", "/proc/self/attr/current"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim_end_matches(['\n', '\0']).trim().to_string())
-        .filter(|s| !s.is_empty())
+    [
+        "/proc/self/attr/apparmor/current",
+        "/proc/self/attr/current",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim_end_matches(['\n', '\0']).trim().to_string())
+    .filter(|s| !s.is_empty())
 }
 
 /// Whether AppArmor will deny capabilities inside a new user namespace of this process:
@@ -80,8 +83,9 @@ pub fn diagnose(err: &io::Error) -> Cause {
     }
     if read_int("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
         return Cause {
-            message: "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone is 0"
-                .into(),
+            message:
+                "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone is 0"
+                    .into(),
             fix: format!("as root: sysctl -w kernel.unprivileged_userns_clone=1, {FALLBACK_HINT}"),
         };
     }
@@ -130,7 +134,11 @@ fn map_text(maps: &[IdMapping]) -> String {
 
 /// Moves the calling (single-threaded) process into a new user namespace with `uid_map`
 /// and `gid_map`; `setgroups` is denied unless `allow_setgroups`.
-pub fn enter(uid_map: &[IdMapping], gid_map: &[IdMapping], allow_setgroups: bool) -> Result<(), Cause> {
+pub fn enter(
+    uid_map: &[IdMapping],
+    gid_map: &[IdMapping],
+    allow_setgroups: bool,
+) -> Result<(), Cause> {
     if apparmor_restricts() {
         return Err(apparmor_cause());
     }
@@ -141,8 +149,9 @@ pub fn enter(uid_map: &[IdMapping], gid_map: &[IdMapping], allow_setgroups: bool
     let write = |path: &str, text: &str| {
         sys::write_file(path, text).map_err(|e| Cause {
             message: format!("writing {path} ({}): {}", text.trim(), sys::errno_text(&e)),
-            fix: "regenerate the bundle as this user (an unprivileged user can map only its own ids)"
-                .into(),
+            fix:
+                "regenerate the bundle as this user (an unprivileged user can map only its own ids)"
+                    .into(),
         })
     };
     if !allow_setgroups {

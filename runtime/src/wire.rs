@@ -26,6 +26,8 @@ pub struct Plan {
     pub parent: i32,
     /// Send debug messages about each step.
     pub verbose: bool,
+    /// `CLOCK_MONOTONIC` nanoseconds when the run started (debug messages say the time since).
+    pub t0: u64,
     /// What to do.
     pub task: Task,
 }
@@ -183,12 +185,22 @@ pub enum Msg {
 pub struct Reporter {
     fd: RawFd,
     verbose: bool,
+    t0: u64,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds.
+pub fn now() -> u64 {
+    // SAFETY: plain data filled by the kernel.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Reporter {
-    /// A reporter writing to `fd`.
-    pub fn new(fd: RawFd, verbose: bool) -> Reporter {
-        Reporter { fd, verbose }
+    /// A reporter writing to `fd`; debug lines tell the time since `t0`.
+    pub fn new(fd: RawFd, verbose: bool, t0: u64) -> Reporter {
+        Reporter { fd, verbose, t0 }
     }
 
     /// Sends `msg` (errors are ignored: the reader may be gone).
@@ -207,7 +219,10 @@ impl Reporter {
     /// Sends a debug line when verbose.
     pub fn debug(&self, text: impl FnOnce() -> String) {
         if self.verbose {
-            self.send(&Msg::Debug { text: text() });
+            let ms = now().saturating_sub(self.t0) as f64 / 1e6;
+            self.send(&Msg::Debug {
+                text: format!("[{ms:7.3} ms] {}", text()),
+            });
         }
     }
 

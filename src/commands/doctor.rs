@@ -135,7 +135,11 @@ pub fn sandbox(r: &HostReport) -> Section {
                     Status::Ok,
                     format!(
                         "AppArmor restricts unprivileged user namespaces; omac runs as {}",
-                        if root { "root".to_string() } else { format!("profile {}", label.unwrap_or("?")) }
+                        if root {
+                            "root".to_string()
+                        } else {
+                            format!("profile {}", label.unwrap_or("?"))
+                        }
                     ),
                     None,
                 ));
@@ -181,7 +185,11 @@ pub fn sandbox(r: &HostReport) -> Section {
         } else {
             ""
         };
-        Check::new(Status::Ok, format!("seccomp: filters available{note}"), None)
+        Check::new(
+            Status::Ok,
+            format!("seccomp: filters available{note}"),
+            None,
+        )
     } else {
         Check::new(
             Status::Fail,

@@ -26,7 +26,10 @@ fn execute(loaded: &omac_bundle::Loaded, args: Vec<String>, verbose: bool) -> an
 
 fn report(o: &Outcome) {
     let e = &o.enforcement;
-    eprintln!("omac: sandbox mode {:?}, Landlock ABI {}", e.mode, e.landlock_abi);
+    eprintln!(
+        "omac: sandbox mode {:?}, Landlock ABI {}",
+        e.mode, e.landlock_abi
+    );
     for (name, s) in e.layers() {
         let level = match s.level {
             Level::Full => "full",
@@ -36,7 +39,10 @@ fn report(o: &Outcome) {
         eprintln!("omac:   {name:<16} {level:<8} {}", s.detail);
     }
     match o.signal {
-        Some(s) => eprintln!("omac: the agent was killed by signal {s} (exit {})", o.exit_code),
+        Some(s) => eprintln!(
+            "omac: the agent was killed by signal {s} (exit {})",
+            o.exit_code
+        ),
         None => eprintln!("omac: the agent exited with {}", o.exit_code),
     }
 }
