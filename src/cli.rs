@@ -95,6 +95,9 @@ pub struct CreateArgs {
 pub struct RunArgs {
     /// The bundle directory
     pub dir: PathBuf,
+    /// Bind the host Unix socket PATH into the sandbox's socket directory as NAME
+    #[arg(long = "socket", value_name = "NAME=PATH")]
+    pub sockets: Vec<String>,
     /// Arguments appended to the bundle's command
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -15,7 +15,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
-        Command::Run(args) => run::run(&args.dir, args.args, cli.verbose),
+        Command::Run(args) => run::run(&args.dir, &args.sockets, args.args, cli.verbose),
         Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
         Command::Doctor => doctor::run(),
         Command::Version => {

@@ -1,20 +1,29 @@
 //! `omac run DIR [-- ARGS]` and `omac sandbox [--profile P] -- CMD`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use omac_runtime::{Level, Outcome, RunOptions};
 
 use crate::cli::{CreateArgs, SandboxArgs};
+use crate::exit::{Code, Failure};
 
 /// Runs `loaded` with the host environment, forwarding signals; returns the agent's code.
-fn execute(loaded: &omac_bundle::Loaded, args: Vec<String>, verbose: bool) -> anyhow::Result<i32> {
+fn execute(
+    loaded: &omac_bundle::Loaded,
+    sockets: Vec<(String, PathBuf)>,
+    args: Vec<String>,
+    verbose: bool,
+) -> anyhow::Result<i32> {
     // Single-threaded here: blocking now covers every thread omac will have.
     omac_runtime::block_forwarded_signals().context("blocking signals")?;
     let options = RunOptions {
         args,
+        sockets,
         verbose,
         forward_signals: true,
+        // Tests exercise the re-executed stage that multi-threaded callers get.
+        stage_exe: std::env::var_os("OMAC_STAGE_EXEC").map(|_| PathBuf::from("/proc/self/exe")),
         ..RunOptions::from_env()
     };
     let outcome = omac_runtime::run(loaded, &options)?;
@@ -48,9 +57,26 @@ fn report(o: &Outcome) {
 }
 
 /// `omac run`.
-pub fn run(dir: &Path, args: Vec<String>, verbose: bool) -> anyhow::Result<i32> {
+pub fn run(
+    dir: &Path,
+    sockets: &[String],
+    args: Vec<String>,
+    verbose: bool,
+) -> anyhow::Result<i32> {
+    let sockets = sockets
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((name, path)) if !name.is_empty() && path.starts_with('/') => {
+                Ok((name.to_string(), PathBuf::from(path)))
+            }
+            _ => Err(Failure::new(
+                Code::Misuse,
+                format!("--socket {s:?}: write NAME=/absolute/path"),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let loaded = omac_bundle::load(dir)?;
-    execute(&loaded, args, verbose)
+    execute(&loaded, sockets, args, verbose)
 }
 
 /// `omac sandbox`: a bundle in a temporary directory, run, then removed.
@@ -70,7 +96,7 @@ pub fn sandbox(workdir: &Path, args: SandboxArgs, verbose: bool) -> anyhow::Resu
         },
     )?;
     let loaded = omac_bundle::load(&out)?;
-    let code = execute(&loaded, Vec::new(), verbose);
+    let code = execute(&loaded, Vec::new(), Vec::new(), verbose);
     drop(tmp);
     code
 }
