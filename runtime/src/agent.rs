@@ -65,6 +65,13 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
         env.retain(|kv| !kv.starts_with("TMPDIR="));
         env.push(format!("TMPDIR={}", tmp.display()));
     }
+    for (from, to) in &ctx.moved_ports {
+        for kv in env.iter_mut() {
+            for host in ["127.0.0.1", "localhost"] {
+                *kv = kv.replace(&format!("{host}:{from}"), &format!("{host}:{to}"));
+            }
+        }
+    }
     if let Err(e) = std::env::set_current_dir(&p.cwd) {
         die(
             ctx,
@@ -250,7 +257,12 @@ fn apply_landlock(plan: &RunPlan, ctx: &Ctx) {
                         plan.bridges
                             .iter()
                             .filter_map(|b| b.listen.parse::<std::net::SocketAddr>().ok())
-                            .map(|a| a.port())
+                            .map(|a| {
+                                ctx.moved_ports
+                                    .iter()
+                                    .find(|(from, _)| *from == a.port())
+                                    .map_or(a.port(), |(_, to)| *to)
+                            })
                             .collect(),
                     ),
                 },

@@ -83,6 +83,18 @@ pub fn listen(name: &str, addr: &str, target: &Path) -> io::Result<Listener> {
     })
 }
 
+impl Listener {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        // SAFETY: plain data filled by the kernel.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        // SAFETY: valid buffer and length.
+        unsafe { libc::getsockname(self.fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) };
+        u16::from_be(sa.sin_port)
+    }
+}
+
 fn connect_unix(path: &Path) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     // SAFETY: sockaddr_un is plain data.

@@ -5,6 +5,9 @@ use std::io;
 
 use crate::sys;
 
+/// The capability number of CAP_SETPCAP.
+const CAP_SETPCAP: u32 = 8;
+
 fn last_cap() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -12,13 +15,21 @@ fn last_cap() -> u64 {
         .unwrap_or(63)
 }
 
-/// Drops all capabilities of the calling process, for good.
-pub fn drop_all() -> io::Result<()> {
+/// Drops all capabilities of the calling process, for good. An unprivileged process without
+/// a user namespace (the fallback) cannot shrink its bounding set (that needs
+/// CAP_SETPCAP); it holds no capability either, and no_new_privs keeps it that way, so
+/// the bounding set is left as it is then. Returns whether the bounding set was emptied.
+pub fn drop_all() -> io::Result<bool> {
+    let mut bounding = true;
     for cap in 0..=last_cap() {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
             Ok(_) => {}
             // A capability this kernel does not know.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !has_setpcap() => {
+                bounding = false;
+                break;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -27,5 +38,18 @@ pub fn drop_all() -> io::Result<()> {
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
         0,
     )?;
-    sys::clear_capabilities()
+    sys::clear_capabilities()?;
+    Ok(bounding)
+}
+
+/// Whether CAP_SETPCAP is in the effective set.
+fn has_setpcap() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << CAP_SETPCAP) != 0)
 }

@@ -20,9 +20,30 @@ pub struct Placement {
     name: String,
     /// The cgroup directory, for `CLONE_INTO_CGROUP`.
     pub fd: OwnedFd,
+    /// The caller's own cgroup, to return to.
+    home: Option<OwnedFd>,
+}
+
+fn write_pid(dir: &OwnedFd) -> io::Result<()> {
+    let f = sys::openat(dir.as_raw_fd(), c"cgroup.procs", libc::O_WRONLY, 0)?;
+    sys::write_all(f.as_raw_fd(), b"0")
 }
 
 impl Placement {
+    /// Moves the calling process into the cgroup (where clone3 is unavailable, its children
+    /// then start there).
+    pub fn enter_self(&self) -> io::Result<()> {
+        write_pid(&self.fd)
+    }
+
+    /// Moves the calling process back to its own cgroup.
+    pub fn leave_self(&self) -> io::Result<()> {
+        match &self.home {
+            Some(h) => write_pid(h),
+            None => Err(io::Error::other("the original cgroup is unknown")),
+        }
+    }
+
     /// Removes the cgroup (once its processes are gone).
     pub fn remove(self) {
         let Ok(n) = sys::cstr(&self.name) else { return };
@@ -99,6 +120,10 @@ pub fn own_v2_path() -> Option<String> {
 
 /// Where a sandbox's cgroup would go and which controllers are enabled there.
 pub fn delegation() -> Result<(PathBuf, Vec<String>), Cause> {
+    delegation_with_home().map(|(b, e, _)| (b, e))
+}
+
+fn delegation_with_home() -> Result<(PathBuf, Vec<String>, PathBuf), Cause> {
     let mount = v2_mount().ok_or_else(|| Cause {
         message: "no cgroup v2 hierarchy is mounted".into(),
         fix: "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)".into(),
@@ -111,9 +136,9 @@ pub fn delegation() -> Result<(PathBuf, Vec<String>), Cause> {
     // Beside our own cgroup (a process may not sit in a cgroup that has children with
     // controllers), or in it when it is the root.
     let base = if own == "/" {
-        own_dir
+        own_dir.clone()
     } else {
-        own_dir.parent().map(Path::to_path_buf).unwrap_or(own_dir)
+        own_dir.parent().map(Path::to_path_buf).unwrap_or(own_dir.clone())
     };
     let enabled: Vec<String> = std::fs::read_to_string(base.join("cgroup.subtree_control"))
         .unwrap_or_default()
@@ -131,7 +156,7 @@ pub fn delegation() -> Result<(PathBuf, Vec<String>), Cause> {
             fix: "run omac in a delegated cgroup, for example under `systemd-run --user --scope -p Delegate=yes`".into(),
         });
     }
-    Ok((base, enabled))
+    Ok((base, enabled, own_dir))
 }
 
 /// Creates the run's cgroup with the bundle's limits. `Ok(None)` when there are none.
@@ -143,7 +168,10 @@ pub fn setup(r: Option<&Resources>, tag: &str) -> Result<(Option<Placement>, Lay
             LayerStatus::none("no memory, pids or cpu limits asked for"),
         ));
     }
-    let (base, enabled) = delegation()?;
+    let (base, enabled, own_dir) = delegation_with_home()?;
+    let home = sys::cpath(&own_dir)
+        .ok()
+        .and_then(|c| sys::openat(libc::AT_FDCWD, &c, libc::O_DIRECTORY | libc::O_RDONLY, 0).ok());
     let mut missing: Vec<&str> = wanted
         .iter()
         .map(|(c, _, _)| *c)
@@ -201,6 +229,7 @@ pub fn setup(r: Option<&Resources>, tag: &str) -> Result<(Option<Placement>, Lay
             parent,
             name: name.clone(),
             fd,
+            home,
         },
         Err(e) => {
             return Err(Cause {

@@ -51,8 +51,11 @@ pub fn plan(spec: &Spec, ext: Option<&Extension>, sockets: &[(String, PathBuf)])
                 let rest = Path::new(&r.path)
                     .strip_prefix(&m.destination)
                     .unwrap_or(Path::new(""));
-                let p = Path::new(source).join(rest);
-                p.display().to_string()
+                if rest.as_os_str().is_empty() {
+                    source.clone()
+                } else {
+                    Path::new(source).join(rest).display().to_string()
+                }
             }
             Kind::Fs { fstype, .. } if fstype == "tmpfs" || fstype == "mqueue" => continue,
             Kind::Fs { .. } => r.path.clone(),

@@ -62,7 +62,7 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
     if !ctx.pidns {
         let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
     }
-    let listeners = start_bridges(plan, &ctx);
+    let listeners = start_bridges(plan, &mut ctx);
     let sigfd = match sys::signalfd(&signals()) {
         Ok(fd) => fd,
         Err(e) => fail(&ctx, "signalfd", e.to_string(), "run `omac doctor`"),
@@ -131,7 +131,7 @@ fn set_names(plan: &RunPlan, ctx: &Ctx) {
     }
 }
 
-fn start_bridges(plan: &RunPlan, ctx: &Ctx) -> Vec<Listener> {
+fn start_bridges(plan: &RunPlan, ctx: &mut Ctx) -> Vec<Listener> {
     let fallback = ctx.private_tmp.is_some();
     if fallback && plan.network_mode.as_deref() != Some("filtered") {
         if !plan.bridges.is_empty() {
@@ -157,7 +157,29 @@ fn start_bridges(plan: &RunPlan, ctx: &Ctx) -> Vec<Listener> {
         } else {
             PathBuf::from(&b.socket)
         };
-        match bridge::listen(&b.name, &b.listen, &target) {
+        let mut r = bridge::listen(&b.name, &b.listen, &target);
+        if fallback {
+            // On the host's loopback another session may hold the port: take a free one and
+            // tell the agent through its environment.
+            if let Err(e) = &r {
+                if e.raw_os_error() == Some(libc::EADDRINUSE) {
+                    if let Ok(a) = b.listen.parse::<std::net::SocketAddr>() {
+                        let any = std::net::SocketAddr::new(a.ip(), 0).to_string();
+                        r = bridge::listen(&b.name, &any, &target);
+                        if let Ok(l) = &r {
+                            let new = l.port();
+                            ctx.moved_ports.push((a.port(), new));
+                            ctx.rep.warn(format!(
+                                "bridge {}: port {} is taken on the host; it listens on {new} instead                                  (the agent's environment says so)",
+                                b.name,
+                                a.port()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        match r {
             Ok(l) => out.push(l),
             Err(e) => fail(
                 ctx,

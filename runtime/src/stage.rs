@@ -33,6 +33,8 @@ pub struct Ctx {
     pub life: Option<OwnedFd>,
     /// init enters a new cgroup namespace itself, after placement.
     pub cgroupns_late: bool,
+    /// Bridge ports moved in the fallback (the bundle's was taken on the host): from, to.
+    pub moved_ports: Vec<(u16, u16)>,
 }
 
 /// The stage's entry point.
@@ -200,6 +202,7 @@ fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i
         private_tmp: None,
         life: None,
         cgroupns_late: ns("cgroup") && placement.is_some(),
+        moved_ports: Vec::new(),
     };
     supervise(plan, ctx, flags, placement)
 }
@@ -265,6 +268,7 @@ fn fallback_run(
         private_tmp: Some(tmp.clone()),
         life: None,
         cgroupns_late: false,
+        moved_ports: Vec::new(),
     };
     let code = supervise(plan, ctx, 0, placement);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -310,7 +314,27 @@ fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placem
         }
     };
     let cg = placement.map(|p| p.fd.as_raw_fd());
-    let init = match sys::clone_fork(flags, cg) {
+    let mut moved = false;
+    let forked = match (sys::clone_fork(flags, cg), placement) {
+        // No clone3 (a container's seccomp profile): the stage enters the cgroup itself and
+        // its child starts there.
+        (Err(e), Some(p)) if e.raw_os_error() == Some(libc::ENOSYS) => match p.enter_self() {
+            Ok(()) => {
+                moved = true;
+                sys::clone_fork(flags, None)
+            }
+            Err(e) => Err(e),
+        },
+        (r, _) => r,
+    };
+    if moved {
+        if let Ok(Forked::Parent(_)) = forked {
+            if let Some(p) = placement {
+                let _ = p.leave_self();
+            }
+        }
+    }
+    let init = match forked {
         Ok(Forked::Child) => {
             drop(life_w);
             drop(sigfd);

@@ -271,7 +271,9 @@ pub enum Forked {
 }
 
 /// `clone3(2)` used like `fork(2)` (no shared memory): `flags` may create namespaces
-/// (`CLONE_NEW*`) and `cgroup` places the child in a cgroup (`CLONE_INTO_CGROUP`).
+/// (`CLONE_NEW*`) and `cgroup` places the child in a cgroup (`CLONE_INTO_CGROUP`). Where a
+/// seccomp profile refuses clone3 with ENOSYS (Docker's does), `clone(2)` is used instead;
+/// with a `cgroup` that fails with ENOSYS so that the caller can place itself first.
 /// The caller must be single-threaded.
 pub fn clone_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let mut args = CloneArgs {
@@ -293,7 +295,24 @@ pub fn clone_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    match cvt_long(r)? {
+    let r = match cvt_long(r) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) && cgroup.is_none() => {
+            // SAFETY: as above; a NULL stack makes clone(2) behave like fork(2).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    flags | libc::SIGCHLD as u64,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            cvt_long(r)?
+        }
+        r => r?,
+    };
+    match r {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as libc::pid_t)),
     }

@@ -2,6 +2,8 @@
 //! every grant), the C probe compiled once per test process, bundles made with the real
 //! `omac bundle create`, attacks run inside `omac run` and once unconfined.
 
+#![allow(dead_code)] // shared by several test binaries, each using a part
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -110,7 +112,20 @@ impl Env {
 
     /// `omac` with a clean environment for this host (HOME is the fake home).
     pub fn omac(&self) -> Command {
-        let mut c = Command::new(OMAC);
+        self.omac_via(&[])
+    }
+
+    /// `omac` started through `wrapper` (a command line that ends by running its
+    /// arguments), with a clean environment for this host.
+    pub fn omac_via(&self, wrapper: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(OMAC);
+                c
+            }
+            None => Command::new(OMAC),
+        };
         c.env_clear()
             .env("HOME", &self.home)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -128,11 +143,16 @@ impl Env {
 
     /// Makes a bundle of `profile` running the probe with `args`.
     pub fn bundle(&self, profile: &str, args: &[&str]) -> PathBuf {
+        self.bundle_via(&[], profile, args)
+    }
+
+    /// Makes a bundle with omac started through `wrapper`.
+    pub fn bundle_via(&self, wrapper: &[&str], profile: &str, args: &[&str]) -> PathBuf {
         let out = self
             .root
             .join(format!("bundle-{}", SEQ.fetch_add(1, Ordering::SeqCst)));
         let o = self
-            .omac()
+            .omac_via(wrapper)
             .arg("--workdir")
             .arg(&self.work)
             .args(["bundle", "create", "--profile", profile, "--out"])

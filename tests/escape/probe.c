@@ -13,7 +13,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <linux/filter.h>
 #include <linux/keyctl.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -560,6 +563,31 @@ static int cmd_personality(void) {
     SAFE("personality flag not set");
 }
 
+/* Test setup: a seccomp filter refusing new user namespaces, as a container's default
+ * profile does, then exec. */
+static int cmd_deny_userns_exec(int argc, char **argv) {
+    if (argc < 1) return 2;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEWUSER, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) {
+        perror("seccomp");
+        return 3;
+    }
+    execv(argv[0], argv);
+    perror("exec");
+    return 3;
+}
+
 static int cmd_sleep(void) {
     for (;;) pause();
     return 0;
@@ -628,6 +656,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(c, "personality")) return cmd_personality();
     if (!strcmp(c, "sleep")) return cmd_sleep();
+    if (!strcmp(c, "deny-userns-exec")) return cmd_deny_userns_exec(n, a);
     fprintf(stderr, "probe: unknown attack %s\n", c);
     return 2;
 }
