@@ -33,7 +33,9 @@ fn seccomp_wrapper() -> Vec<String> {
 fn fallback_profile(env: &Env, base: &str) -> String {
     env.profile(
         &format!("fallback-{base}"),
-        &format!(r#"{{"extends": "{base}", "enforcement": {{"require": ["landlock-fs", "seccomp"]}}}}"#),
+        &format!(
+            r#"{{"extends": "{base}", "enforcement": {{"require": ["landlock-fs", "seccomp"]}}}}"#
+        ),
     )
 }
 
@@ -70,7 +72,10 @@ fn docker_like_seccomp_is_named_as_the_cause() {
     let o = run_via(&env, &w, "default", &["status", "seccomp"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     let e = stderr(&o);
-    assert!(e.contains("seccomp filter refuses to create user namespaces"), "{e}");
+    assert!(
+        e.contains("seccomp filter refuses to create user namespaces"),
+        "{e}"
+    );
     assert!(e.contains("seccomp=unconfined"), "{e}");
 }
 
@@ -82,7 +87,10 @@ fn the_fallback_runs_with_a_warning_that_says_what_is_weaker() {
     assert_safe(&o);
     let e = stderr(&o);
     assert!(e.contains("user namespaces are unavailable"), "{e}");
-    assert!(e.contains("weaker") && e.contains("no pid namespace") && e.contains("sockets are refused"), "{e}");
+    assert!(
+        e.contains("weaker") && e.contains("no pid namespace") && e.contains("sockets are refused"),
+        "{e}"
+    );
     // The agent's code passes through.
     let o = run_via(&env, MAX_ZERO, &profile, &["nonexistent-attack"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -97,7 +105,11 @@ fn the_fallback_under_a_seccomp_filter() {
     let secret = env.outside.join("secret.txt").display().to_string();
     let o = run_via(&env, &w, &profile, &["read", &secret, &env.secret]);
     assert_safe(&o);
-    assert!(stderr(&o).contains("seccomp filter refuses"), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("seccomp filter refuses"),
+        "{}",
+        text(&o)
+    );
     assert_breach(&env.unconfined(&["read", &secret, &env.secret]));
 }
 
@@ -107,7 +119,12 @@ fn fallback_refuses_files_outside_the_grants() {
     let profile = fallback_profile(&env, "default");
     for f in [env.outside.join("secret.txt"), env.home.join(".ssh/id_rsa")] {
         let f = f.display().to_string();
-        assert_safe(&run_via(&env, MAX_ZERO, &profile, &["read", &f, &env.secret]));
+        assert_safe(&run_via(
+            &env,
+            MAX_ZERO,
+            &profile,
+            &["read", &f, &env.secret],
+        ));
         assert_breach(&env.unconfined(&["read", &f, &env.secret]));
     }
 }
@@ -130,13 +147,23 @@ fn fallback_gives_a_private_temporary_directory_and_removes_it() {
     let b = env.bundle_via(MAX_ZERO, &profile, &[]);
     let cfg = std::fs::read_to_string(b.join("config.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
-    v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "touch \"$TMPDIR/x\" && echo \"$TMPDIR\""]);
+    v["process"]["args"] =
+        serde_json::json!(["/bin/sh", "-c", "touch \"$TMPDIR/x\" && echo \"$TMPDIR\""]);
     std::fs::write(b.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
-    let o = env.omac_via(MAX_ZERO).arg("run").arg(&b).stdin(Stdio::null()).output().unwrap();
+    let o = env
+        .omac_via(MAX_ZERO)
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let tmp = String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(tmp.starts_with("/tmp/omac-run-"), "{tmp}");
-    assert!(!std::path::Path::new(&tmp).exists(), "{tmp} was left behind");
+    assert!(
+        !std::path::Path::new(&tmp).exists(),
+        "{tmp} was left behind"
+    );
 }
 
 #[test]
@@ -146,7 +173,12 @@ fn fallback_blocked_mode_refuses_ip_sockets() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
     let port = l.local_addr().unwrap().port().to_string();
-    assert_safe(&run_via(&env, MAX_ZERO, &profile, &["connect-tcp", "127.0.0.1", &port]));
+    assert_safe(&run_via(
+        &env,
+        MAX_ZERO,
+        &profile,
+        &["connect-tcp", "127.0.0.1", &port],
+    ));
     assert!(l.accept().is_err());
     assert_breach(&env.unconfined(&["connect-tcp", "127.0.0.1", &port]));
 }

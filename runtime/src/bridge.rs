@@ -90,7 +90,13 @@ impl Listener {
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
         // SAFETY: valid buffer and length.
-        unsafe { libc::getsockname(self.fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) };
+        unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut sa as *mut libc::sockaddr_in).cast(),
+                &mut len,
+            )
+        };
         u16::from_be(sa.sin_port)
     }
 }

@@ -118,6 +118,15 @@ pub fn own_v2_path() -> Option<String> {
         .map(|p| p.trim().to_string())
 }
 
+/// The controllers a cgroup directory offers at all (`cgroup.controllers`).
+pub fn available(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Where a sandbox's cgroup would go and which controllers are enabled there.
 pub fn delegation() -> Result<(PathBuf, Vec<String>), Cause> {
     delegation_with_home().map(|(b, e, _)| (b, e))
@@ -132,13 +141,20 @@ fn delegation_with_home() -> Result<(PathBuf, Vec<String>, PathBuf), Cause> {
         message: "this process is not in a cgroup v2 hierarchy".into(),
         fix: "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)".into(),
     })?;
-    let own_dir = mount.join(own.trim_start_matches('/'));
+    let own_dir = if own == "/" {
+        mount.clone()
+    } else {
+        mount.join(own.trim_start_matches('/'))
+    };
     // Beside our own cgroup (a process may not sit in a cgroup that has children with
     // controllers), or in it when it is the root.
     let base = if own == "/" {
         own_dir.clone()
     } else {
-        own_dir.parent().map(Path::to_path_buf).unwrap_or(own_dir.clone())
+        own_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or(own_dir.clone())
     };
     let enabled: Vec<String> = std::fs::read_to_string(base.join("cgroup.subtree_control"))
         .unwrap_or_default()

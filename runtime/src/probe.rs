@@ -154,3 +154,8 @@ fn run_stage(exe: &Path) -> Result<StageProbe, String> {
     }
     Err(format!("the probe stage reported nothing: {}", out.trim()))
 }
+
+/// The controllers the cgroup v2 directory `dir` offers.
+pub fn cgroup_controllers(dir: &Path) -> Vec<String> {
+    crate::cgroup::available(dir)
+}

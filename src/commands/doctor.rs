@@ -212,14 +212,31 @@ pub fn sandbox(r: &HostReport) -> Section {
                     None,
                 )
             } else {
+                let offered = omac_runtime::probe::cgroup_controllers(base);
+                let absent: Vec<&str> = missing
+                    .iter()
+                    .copied()
+                    .filter(|c| !offered.iter().any(|o| o == c))
+                    .collect();
+                let (why, fix) = if !absent.is_empty() {
+                    (
+                        format!(
+                            "the cgroup v2 hierarchy offers only [{}] (a hybrid v1/v2 host keeps {} on cgroup v1)",
+                            offered.join(" "),
+                            absent.join(", ")
+                        ),
+                        "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1)",
+                    )
+                } else {
+                    (
+                        format!("{} are not enabled in {}/cgroup.subtree_control", missing.join(", "), base.display()),
+                        "enable them there, or run omac in a systemd user session (it delegates them)",
+                    )
+                };
                 Check::new(
                     Status::Warn,
-                    format!(
-                        "cgroup v2: {} is writable but lacks {}: memory, pids and cpu limits are not enforced",
-                        base.display(),
-                        missing.join(", ")
-                    ),
-                    Some("enable the controllers in the parent's cgroup.subtree_control, or use a systemd user session (it delegates them)".into()),
+                    format!("cgroup v2: {why}: memory, pids and cpu limits are not enforced"),
+                    Some(fix.into()),
                 )
             }
         }
