@@ -7,7 +7,11 @@ mod paths;
 
 use clap::Parser;
 
+/// When the process started (`CLOCK_MONOTONIC` ns), for `--verbose` step timings.
+pub static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn main() {
+    STARTED.get_or_init(omac_runtime::wire::now);
     // The sandbox stage (re-executed by `omac run`): before anything else, single-threaded.
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(omac_runtime::STAGE_ARG))
     {

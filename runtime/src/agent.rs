@@ -23,7 +23,8 @@ fn die(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>
 
 /// Becomes the agent: never returns.
 pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
-    sys::reset_signals();
+    // init reset every disposition; the agent only has to unblock what init supervises.
+    let _ = sys::set_signal_mask(&sys::sigset(&[]));
     if !ctx.attached {
         // Its own group, so that init's forwarded signals reach the agent's children too.
         // SAFETY: setpgid on ourselves.

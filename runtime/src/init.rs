@@ -25,6 +25,15 @@ fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String
 /// Runs init: never returns.
 pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    // Nothing of the process that cloned init reaches the sandbox: no descriptor but 0, 1, 2,
+    // the report pipe and the life pipe; no environment; default signal actions (the
+    // supervised signals stay blocked for the signalfd).
+    let mut keep = vec![ctx.rep.fd()];
+    keep.extend(ctx.life.as_ref().map(|f| f.as_raw_fd()));
+    sys::close_all_except(&keep);
+    // SAFETY: init is single-threaded.
+    unsafe { libc::clearenv() };
+    sys::reset_dispositions();
     ctx.rep.debug(|| "init started".to_string());
     if ctx.cgroupns_late {
         // Now that init sits in its own cgroup, that cgroup becomes the namespace's root.

@@ -124,6 +124,13 @@ pub fn block_forwarded_signals() -> std::io::Result<()> {
 pub fn run(bundle: &omac_bundle::Loaded, options: &RunOptions) -> Result<Outcome, Error> {
     let start = wire::now();
     let (plan, warnings) = prepare::plan(bundle, options)?;
+    if options.verbose {
+        let t0 = options.t0.unwrap_or(start);
+        tracing::debug!(
+            "[{:7.3} ms] bundle checked and planned",
+            wire::now().saturating_sub(t0) as f64 / 1e6
+        );
+    }
     let options = RunOptions {
         t0: Some(options.t0.unwrap_or(start)),
         ..options.clone()

@@ -105,7 +105,8 @@ fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
     }
 }
 
-/// Runs `plan` in a new stage and waits for the agent.
+/// Runs `plan` and waits for the agent. A single-threaded caller builds the sandbox itself
+/// (it is the stage: no extra process, no exec); any other gets a re-executed stage.
 pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Result<Outcome, Error> {
     for w in &warnings {
         tracing::warn!("{w}");
@@ -117,22 +118,11 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
         t0: opts.t0.unwrap_or_else(crate::wire::now),
         task: Task::Run(plan),
     };
-    let sigfd = if opts.forward_signals {
-        // Blocking here covers a caller that forgot to; other threads must block them too.
-        sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
-        Some(sys::signalfd(FORWARDED_SIGNALS).map_err(Error::Spawn)?)
+    let result = if opts.stage_exe.is_none() && sys::single_threaded() {
+        inline(&plan, opts, &mut warnings)
     } else {
-        None
+        spawned(&plan, opts, &mut warnings)
     };
-    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
-    let pid = start(&plan, opts, &report_w)?;
-    drop(report_w);
-    if let Some(c) = &opts.control {
-        c.attach(pid);
-    }
-
-    let result = relay(pid, &report_r, sigfd.as_ref(), opts.verbose, &mut warnings);
-    let status = wait_for(pid);
     if opts.verbose {
         let ms = crate::wire::now().saturating_sub(plan.t0) as f64 / 1e6;
         tracing::debug!("[{ms:7.3} ms] the sandbox has ended");
@@ -140,11 +130,10 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
     if let Some(c) = &opts.control {
         c.attach(0);
     }
-    let (enforcement, exit, fail) = result.map_err(Error::Spawn)?;
+    let ((enforcement, exit, fail), status) = result?;
     if let Some(e) = fail {
         return Err(e);
     }
-    let status = status.map_err(Error::Spawn)?;
     match exit {
         Some((code, signal)) => Ok(Outcome {
             exit_code: code,
@@ -152,49 +141,109 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
             enforcement,
             warnings,
         }),
-        None if libc::WIFSIGNALED(status) => Err(Error::Abnormal(format!(
-            "the sandbox stage was killed by signal {}",
-            libc::WTERMSIG(status)
-        ))),
-        None => Err(Error::Abnormal(format!(
-            "the sandbox stage exited with code {} without the agent's status",
-            libc::WEXITSTATUS(status)
-        ))),
+        None => Err(Error::Abnormal(status)),
     }
 }
 
-/// Starts the stage: a fork of this process when it is single-threaded (no exec, no plan to
-/// serialise), otherwise the omac binary re-executed with the plan on a pipe.
-fn start(plan: &Plan, opts: &RunOptions, report_w: &OwnedFd) -> Result<libc::pid_t, Error> {
-    if opts.stage_exe.is_none() && sys::single_threaded() {
-        // SAFETY: a single-threaded process may fork; the child never returns here.
-        match unsafe { libc::fork() } {
-            -1 => return Err(Error::Spawn(io::Error::last_os_error())),
-            0 => crate::stage::forked(plan, report_w.as_raw_fd()),
-            pid => return Ok(pid),
-        }
+/// The sandbox's end as text, for when it ended without reporting the agent's status.
+fn describe(status: i32, who: &str) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("{who} was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!(
+            "{who} exited with code {} without the agent's status",
+            libc::WEXITSTATUS(status)
+        )
     }
+}
+
+type Ran = (Relayed, String);
+
+/// This single-threaded process is the stage: it clones init itself.
+fn inline(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+    let Task::Run(run) = &plan.task else {
+        return Err(Error::Abnormal("not a run plan".into()));
+    };
+    let old = sys::signal_mask().map_err(Error::Spawn)?;
+    let sigfd = crate::stage::block_for_supervision(opts.forward_signals).map_err(Error::Spawn)?;
+    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
+    let rep = crate::wire::Reporter::new(report_w.as_raw_fd(), plan.verbose, plan.t0);
+    let launched = crate::stage::launch(run, rep);
+    // From here only init and the agent write reports: their end of the pipe is the end.
+    drop(report_w);
+    let result = match launched {
+        Err(code) => relay(&report_r, None, &mut |_| {}, plan.verbose, warnings)
+            .map_err(Error::Spawn)
+            .map(|r| (r, format!("the sandbox could not start (code {code})"))),
+        Ok(l) => {
+            if let Some(c) = &opts.control {
+                c.attach(l.init);
+            }
+            let r = relay(
+                &report_r,
+                Some(&sigfd),
+                &mut |fd| {
+                    l.on_signals(fd);
+                },
+                plan.verbose,
+                warnings,
+            );
+            let status = l.wait();
+            l.finish();
+            r.map_err(Error::Spawn)
+                .map(|r| (r, describe(status, "the sandbox's init")))
+        }
+    };
+    let _ = sys::set_signal_mask(&old);
+    result
+}
+
+/// The omac binary re-executed as the stage, with the plan on a pipe.
+fn spawned(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+    let sigfd = if opts.forward_signals {
+        // Blocking here covers a caller that forgot to; other threads must block them too.
+        sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
+        Some(sys::signalfd(FORWARDED_SIGNALS).map_err(Error::Spawn)?)
+    } else {
+        None
+    };
     let exe = opts
         .stage_exe
         .clone()
         .unwrap_or_else(|| "/proc/self/exe".into());
     let bytes = serde_json::to_vec(plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
+    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
     let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
-    let pid = spawn_stage(&exe, &plan_r, report_w)
+    let pid = spawn_stage(&exe, &plan_r, &report_w)
         .map_err(|e| Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display()))))?;
     drop(plan_r);
+    drop(report_w);
+    if let Some(c) = &opts.control {
+        c.attach(pid);
+    }
     // A stage that died early closes its end: the report says why, so EPIPE is not fatal.
     let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);
-    Ok(pid)
+    drop(plan_w);
+    let result = relay(
+        &report_r,
+        sigfd.as_ref(),
+        &mut |fd| forward(fd.as_raw_fd(), pid),
+        opts.verbose,
+        warnings,
+    );
+    let status = wait_for(pid).map_err(Error::Spawn)?;
+    result
+        .map_err(Error::Spawn)
+        .map(|r| (r, describe(status, "the sandbox stage")))
 }
 
 type Relayed = (Enforcement, Option<(i32, Option<i32>)>, Option<Error>);
 
-/// Reads report messages until every writer is gone, forwarding signals meanwhile.
+/// Reads report messages until every writer is gone; `on_signal` handles the signalfd.
 fn relay(
-    pid: libc::pid_t,
     report: &OwnedFd,
     sigfd: Option<&OwnedFd>,
+    on_signal: &mut dyn FnMut(&OwnedFd),
     verbose: bool,
     warnings: &mut Vec<String>,
 ) -> io::Result<Relayed> {
@@ -227,7 +276,7 @@ fn relay(
         }
         if let Some(s) = sigfd {
             if fds[1].revents & libc::POLLIN != 0 {
-                forward(s.as_raw_fd(), pid);
+                on_signal(s);
             }
         }
         if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {

@@ -55,6 +55,17 @@ fn readlink(fd: &OwnedFd) -> io::Result<String> {
 /// Opens the host path `path` (`O_PATH`), following symlinks except those that lie inside
 /// one of `writable` (the host paths the sandbox can write).
 pub fn open_host(path: &str, writable: &[String]) -> Result<OwnedFd, String> {
+    // Most sources hold no symlink at all: one call settles them.
+    match sys::openat2(
+        libc::AT_FDCWD,
+        Path::new(path),
+        libc::O_PATH,
+        sys::resolve::NO_SYMLINKS | sys::resolve::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {}
+        Err(e) => return Err(format!("{path}: {}", sys::errno_text(&e))),
+    }
     let root = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| format!("/: {}", sys::errno_text(&e)))?;
     let mut cur = root;
@@ -132,6 +143,33 @@ pub fn open_target(
     last: Create,
     may_create: &dyn Fn(&str) -> bool,
 ) -> Result<OwnedFd, String> {
+    // Fast paths: the target exists, or its parent does (mounts come parent first).
+    let strict = sys::resolve::IN_ROOT | sys::resolve::NO_SYMLINKS | sys::resolve::NO_MAGICLINKS;
+    let rel = dest.trim_start_matches('/');
+    match sys::openat2(root.as_raw_fd(), Path::new(rel), libc::O_PATH, strict) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let p = Path::new(rel);
+            if let (Some(parent), Some(name)) = (p.parent(), p.file_name()) {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                if let Ok(dir) = sys::openat2(
+                    root.as_raw_fd(),
+                    parent,
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    strict,
+                ) {
+                    if let Some(name) = name.to_str() {
+                        return create_in(&dir, name, dest, last, may_create);
+                    }
+                }
+            }
+        }
+        Err(_) => {}
+    }
     let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
     let mut cur = sys::openat(root.as_raw_fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| format!("the new root: {e}"))?;
@@ -188,6 +226,48 @@ pub fn open_target(
         cur = fd;
     }
     Ok(cur)
+}
+
+/// Creates `name` (the last component of `dest`) in `dir` when allowed, and opens it.
+fn create_in(
+    dir: &OwnedFd,
+    name: &str,
+    dest: &str,
+    last: Create,
+    may_create: &dyn Fn(&str) -> bool,
+) -> Result<OwnedFd, String> {
+    if !may_create(dest) {
+        return Err(format!(
+            "{dest} does not exist, and it lies in a directory bound from the host \
+             (omac never creates files on the host)"
+        ));
+    }
+    let n = self::name(name).map_err(|e| e.to_string())?;
+    let r = if last == Create::File {
+        sys::openat(
+            dir.as_raw_fd(),
+            &n,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
+            0o644,
+        )
+        .map(drop)
+    } else {
+        // SAFETY: valid descriptor and C string.
+        sys::cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) }).map(drop)
+    };
+    if let Err(e) = r {
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("creating {dest}: {}", sys::errno_text(&e)));
+        }
+    }
+    let fd = open_nofollow(dir, name).map_err(|e| format!("{dest}: {}", sys::errno_text(&e)))?;
+    let st = sys::fstat(fd.as_raw_fd()).map_err(|e| format!("{dest}: {e}"))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(format!(
+            "{dest} is a symlink inside the sandbox's view; omac does not follow symlinks in mount targets"
+        ));
+    }
+    Ok(fd)
 }
 
 /// Opens `path` inside `root` the way the agent would see it (symlinks followed, but never

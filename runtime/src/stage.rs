@@ -43,32 +43,6 @@ pub fn main() -> ! {
     sys::exit_now(code)
 }
 
-/// The stage in a forked copy of a single-threaded omac process: the plan is already in
-/// memory and reports go to `report`. Never returns.
-pub fn forked(plan: &Plan, report: i32) -> ! {
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
-    // SAFETY: getppid cannot fail.
-    if unsafe { libc::getppid() } != plan.parent {
-        sys::exit_now(1);
-    }
-    // Nothing of the omac process reaches the sandbox: no descriptor but 0, 1, 2 and the
-    // report pipe, no environment, default signal handling.
-    if report > 3 {
-        let _ = sys::close_range(3, report as u32 - 1, 0);
-    }
-    let _ = sys::close_range(report as u32 + 1, u32::MAX, 0);
-    // SAFETY: the process is single-threaded (checked before the fork).
-    unsafe { libc::clearenv() };
-    sys::reset_signals();
-    let rep = Reporter::new(report, plan.verbose, plan.t0);
-    rep.debug(|| "stage forked".to_string());
-    let code = match &plan.task {
-        Task::Probe => crate::probe::stage(&rep),
-        Task::Run(run) => run_plan(run, rep),
-    };
-    sys::exit_now(code)
-}
-
 fn stage() -> i32 {
     let rep = Reporter::new(REPORT_FD, false, 0);
     if sys::set_cloexec(PLAN_FD, true).is_err() || sys::set_cloexec(REPORT_FD, true).is_err() {
@@ -118,7 +92,120 @@ fn has(list: &[String], item: &str) -> bool {
     list.iter().any(|x| x == item)
 }
 
+/// The stage's whole job: launch init, forward signals to it until it exits, clean up.
 fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
+    let sigfd = match block_for_supervision(true) {
+        Ok(fd) => fd,
+        Err(e) => {
+            rep.fail("signals", e.to_string(), "report this as a bug");
+            return 7;
+        }
+    };
+    let launched = match launch(plan, rep) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let init = launched.init;
+    let code = loop {
+        let mut pfd = libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue;
+        }
+        if let Some(code) = launched.on_signals(&sigfd) {
+            break code;
+        }
+    };
+    let _ = init;
+    launched.finish();
+    code
+}
+
+/// Blocks the forwarded signals and SIGCHLD (init inherits the mask) and returns a
+/// signalfd for them.
+pub fn block_for_supervision(forward: bool) -> io::Result<OwnedFd> {
+    let mut signals = if forward {
+        FORWARDED_SIGNALS.to_vec()
+    } else {
+        Vec::new()
+    };
+    signals.push(libc::SIGCHLD);
+    sys::block_signals(&signals)?;
+    sys::signalfd(&signals)
+}
+
+/// A started sandbox: init's pid and what to clean up once it is gone.
+pub struct Launched {
+    /// init's pid (in the caller's pid namespace).
+    pub init: libc::pid_t,
+    /// init's status once reaped.
+    status: std::cell::Cell<Option<i32>>,
+    _life: OwnedFd,
+    placement: Option<Placement>,
+    private_tmp: Option<PathBuf>,
+}
+
+impl Launched {
+    /// Handles pending signals: forwards those someone sent, reaps init. Returns init's exit
+    /// code (the agent's, or 128+signal) once it has exited.
+    pub fn on_signals(&self, sigfd: &OwnedFd) -> Option<i32> {
+        while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
+            if sig == libc::SIGCHLD {
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                if unsafe { libc::waitpid(self.init, &mut status, libc::WNOHANG) } == self.init {
+                    self.status.set(Some(if libc::WIFSIGNALED(status) {
+                        128 + libc::WTERMSIG(status)
+                    } else {
+                        libc::WEXITSTATUS(status)
+                    }));
+                }
+            } else if code != libc::SI_KERNEL {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(self.init, sig) };
+            }
+        }
+        self.status.get()
+    }
+
+    /// Waits for init (if not yet reaped) and returns its raw wait status.
+    pub fn wait(&self) -> i32 {
+        if let Some(code) = self.status.get() {
+            return if code > 128 { code - 128 } else { code << 8 };
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: reaping our own child.
+            let r = unsafe { libc::waitpid(self.init, &mut status, 0) };
+            if r == self.init
+                || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
+            {
+                return status;
+            }
+        }
+    }
+
+    /// Removes the run's cgroup and the fallback's temporary directory.
+    pub fn finish(self) {
+        drop(self._life);
+        if let Some(p) = self.placement {
+            p.remove();
+        }
+        if let Some(t) = &self.private_tmp {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+/// Everything up to a running init: the cgroup, the user namespace (or the fallback),
+/// init cloned into the new namespaces. The caller must be single-threaded and must have
+/// called [`block_for_supervision`]. On failure the report says why; the exit code is
+/// returned.
+pub fn launch(plan: &RunPlan, rep: Reporter) -> Result<Launched, i32> {
     // SAFETY: getpid cannot fail.
     let tag = unsafe { libc::getpid() }.to_string();
     let (placement, cg_status) = match cgroup::setup(plan.resources.as_ref(), &tag) {
@@ -126,7 +213,7 @@ fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
         Err(cause) => {
             if has(&plan.require, "cgroups") {
                 rep.fail("require cgroups", cause.message, cause.fix);
-                return 7;
+                return Err(7);
             }
             rep.warn(format!(
                 "memory, pids and cpu limits are NOT enforced: {}",
@@ -136,27 +223,41 @@ fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
         }
     };
     rep.layer("cgroups", cg_status);
-    let code = match userns::enter(&plan.uid_map, &plan.gid_map, plan.allow_setgroups) {
+    let (ctx, flags) = match userns::enter(&plan.uid_map, &plan.gid_map, plan.allow_setgroups) {
         Ok(()) => {
             rep.debug(|| "user namespace entered".to_string());
-            namespaced(plan, rep, placement.as_ref())
+            namespaced(plan, rep, placement.is_some())
         }
         Err(cause) => {
             if has(&plan.require, "namespaces") {
                 rep.fail("user namespace", cause.message, cause.fix);
-                7
-            } else {
-                fallback_run(plan, rep, placement.as_ref(), cause)
+                return Err(7);
             }
+            (fallback_ctx(plan, rep, cause)?, 0)
         }
     };
-    if let Some(p) = placement {
-        p.remove();
+    let private_tmp = ctx.private_tmp.clone();
+    match clone_init(plan, ctx, flags, placement.as_ref()) {
+        Ok((init, life)) => Ok(Launched {
+            init,
+            status: std::cell::Cell::new(None),
+            _life: life,
+            placement,
+            private_tmp,
+        }),
+        Err(code) => {
+            if let Some(p) = placement {
+                p.remove();
+            }
+            if let Some(t) = &private_tmp {
+                let _ = std::fs::remove_dir_all(t);
+            }
+            Err(code)
+        }
     }
-    code
 }
 
-fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i32 {
+fn namespaced(plan: &RunPlan, rep: Reporter, placed: bool) -> (Ctx, u64) {
     let ns = |k: &str| has(&plan.namespaces, k);
     let mut flags = 0u64;
     let mut names = vec!["user"];
@@ -172,7 +273,7 @@ fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i
         if ns(kind) {
             names.push(kind);
             // The cgroup namespace is entered by init once it sits in its cgroup.
-            if !(kind == "cgroup" && placement.is_some()) {
+            if !(kind == "cgroup" && placed) {
                 flags |= flag as u64;
             }
         }
@@ -201,18 +302,13 @@ fn namespaced(plan: &RunPlan, rep: Reporter, placement: Option<&Placement>) -> i
         netns: ns("network"),
         private_tmp: None,
         life: None,
-        cgroupns_late: ns("cgroup") && placement.is_some(),
+        cgroupns_late: ns("cgroup") && placed,
         moved_ports: Vec::new(),
     };
-    supervise(plan, ctx, flags, placement)
+    (ctx, flags)
 }
 
-fn fallback_run(
-    plan: &RunPlan,
-    rep: Reporter,
-    placement: Option<&Placement>,
-    cause: userns::Cause,
-) -> i32 {
+fn fallback_ctx(plan: &RunPlan, rep: Reporter, cause: userns::Cause) -> Result<Ctx, i32> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     if plan.process.uid != uid || plan.process.gid != gid {
@@ -224,7 +320,7 @@ fn fallback_run(
             ),
             "regenerate the bundle as this user",
         );
-        return 7;
+        return Err(7);
     }
     if plan.landlock.is_none() {
         rep.fail(
@@ -235,12 +331,25 @@ fn fallback_run(
                 cause.fix
             ),
         );
-        return 7;
+        return Err(7);
     }
     rep.send(&Msg::Fallback {
         cause: cause.message.clone(),
     });
-    let weaker = fallback::weaker(plan.network_mode.as_deref(), &plan.fallback.unhidden);
+    // Only what this user could actually read is worth a warning.
+    let unhidden: Vec<String> = plan
+        .fallback
+        .unhidden
+        .iter()
+        .filter(|p| {
+            sys::cstr(p).is_ok_and(|c| {
+                // SAFETY: valid C string.
+                unsafe { libc::access(c.as_ptr(), libc::R_OK) == 0 }
+            })
+        })
+        .cloned()
+        .collect();
+    let weaker = fallback::weaker(plan.network_mode.as_deref(), &unhidden);
     rep.warn(format!(
         "user namespaces are unavailable: {}. Running with Landlock and seccomp only, which is \
          weaker: {}. To get the full sandbox: {}",
@@ -257,22 +366,19 @@ fn fallback_run(
                 e.to_string(),
                 "make /tmp writable",
             );
-            return 7;
+            return Err(7);
         }
     };
-    let ctx = Ctx {
+    Ok(Ctx {
         rep,
         attached: terminal::attached(),
         pidns: false,
         netns: false,
-        private_tmp: Some(tmp.clone()),
+        private_tmp: Some(tmp),
         life: None,
         cgroupns_late: false,
         moved_ports: Vec::new(),
-    };
-    let code = supervise(plan, ctx, 0, placement);
-    let _ = std::fs::remove_dir_all(&tmp);
-    code
+    })
 }
 
 /// A fresh directory only this user can enter.
@@ -288,29 +394,20 @@ fn private_tmp() -> io::Result<PathBuf> {
     ))
 }
 
-/// Clones init with `flags`, forwards signals to it, and returns its exit code.
-fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placement>) -> i32 {
-    let mut signals = FORWARDED_SIGNALS.to_vec();
-    signals.push(libc::SIGCHLD);
-    if let Err(e) = sys::block_signals(&signals) {
-        ctx.rep
-            .fail("block signals", e.to_string(), "report this as a bug");
-        return 7;
-    }
-    let sigfd = match sys::signalfd(&signals) {
-        Ok(fd) => fd,
-        Err(e) => {
-            ctx.rep
-                .fail("signalfd", e.to_string(), "report this as a bug");
-            return 7;
-        }
-    };
+/// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
+/// write end of the pipe whose closing tells init that its supervisor is gone.
+fn clone_init(
+    plan: &RunPlan,
+    mut ctx: Ctx,
+    flags: u64,
+    placement: Option<&Placement>,
+) -> Result<(libc::pid_t, OwnedFd), i32> {
     let (life_r, life_w) = match sys::pipe() {
         Ok(p) => p,
         Err(e) => {
             ctx.rep
                 .fail("pipe", e.to_string(), "raise the open file limit");
-            return 7;
+            return Err(7);
         }
     };
     let cg = placement.map(|p| p.fd.as_raw_fd());
@@ -334,17 +431,15 @@ fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placem
             }
         }
     }
-    let init = match forked {
+    match forked {
         Ok(Forked::Child) => {
             drop(life_w);
-            drop(sigfd);
             ctx.life = Some(life_r);
             crate::init::main(plan, ctx)
         }
         Ok(Forked::Parent(pid)) => {
-            ctx.rep
-                .debug(|| "init cloned into the new namespaces".to_string());
-            pid
+            ctx.rep.debug(|| "init cloned".to_string());
+            Ok((pid, life_w))
         }
         Err(e) => {
             let fix = match e.raw_os_error() {
@@ -355,36 +450,7 @@ fn supervise(plan: &RunPlan, mut ctx: Ctx, flags: u64, placement: Option<&Placem
                 _ => "run `omac doctor`",
             };
             ctx.rep.fail("create namespaces", sys::errno_text(&e), fix);
-            return 7;
-        }
-    };
-    drop(life_r);
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: sigfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
-            continue;
-        }
-        while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
-            if sig == libc::SIGCHLD {
-                let mut status = 0;
-                // SAFETY: reaping our own child.
-                if unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) } == init {
-                    drop(life_w);
-                    return if libc::WIFSIGNALED(status) {
-                        128 + libc::WTERMSIG(status)
-                    } else {
-                        libc::WEXITSTATUS(status)
-                    };
-                }
-            } else if code != libc::SI_KERNEL {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(init, sig) };
-            }
+            Err(7)
         }
     }
 }

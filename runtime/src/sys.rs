@@ -480,8 +480,8 @@ pub fn read_signal(fd: RawFd) -> Option<(i32, i32, u32)> {
     (n as usize == size).then_some((info.ssi_signo as i32, info.ssi_code, info.ssi_pid))
 }
 
-/// Resets every catchable signal to its default action and unblocks all signals.
-pub fn reset_signals() {
+/// Resets every catchable signal to its default action (the mask stays).
+pub fn reset_dispositions() {
     for s in 1..libc::SIGRTMAX() {
         if s == libc::SIGKILL || s == libc::SIGSTOP {
             continue;
@@ -489,9 +489,24 @@ pub fn reset_signals() {
         // SAFETY: resetting a disposition to SIG_DFL is always valid.
         unsafe { libc::signal(s, libc::SIG_DFL) };
     }
-    let empty = sigset(&[]);
-    // SAFETY: valid set pointer.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|f| **f >= 3)
+        .map(|f| *f as u32)
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep {
+        if k > from {
+            let _ = close_range(from, k - 1, 0);
+        }
+        from = k + 1;
+    }
+    let _ = close_range(from, u32::MAX, 0);
 }
 
 /// Text of the errno in `e` with its symbolic name when known (`EPERM: Operation not ...`).
@@ -528,4 +543,26 @@ pub fn single_threaded() -> bool {
             .find_map(|l| l.strip_prefix("Threads:"))
             .is_some_and(|n| n.trim() == "1")
     })
+}
+
+/// The calling thread's signal mask.
+pub fn signal_mask() -> io::Result<libc::sigset_t> {
+    // SAFETY: plain data filled by the kernel.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a NULL new set only reads the mask.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(old)
+}
+
+/// Restores a mask from [`signal_mask`].
+pub fn set_signal_mask(set: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: a valid set.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
 }

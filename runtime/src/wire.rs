@@ -203,6 +203,11 @@ impl Reporter {
         Reporter { fd, verbose, t0 }
     }
 
+    /// The descriptor it writes to.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// Sends `msg` (errors are ignored: the reader may be gone).
     pub fn send(&self, msg: &Msg) {
         if let Ok(mut line) = serde_json::to_vec(msg) {

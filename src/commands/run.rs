@@ -24,6 +24,7 @@ fn execute(
         forward_signals: true,
         // Tests exercise the re-executed stage that multi-threaded callers get.
         stage_exe: std::env::var_os("OMAC_STAGE_EXEC").map(|_| PathBuf::from("/proc/self/exe")),
+        t0: crate::STARTED.get().copied(),
         ..RunOptions::from_env()
     };
     let outcome = omac_runtime::run(loaded, &options)?;
