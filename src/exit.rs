@@ -77,6 +77,31 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 Code::Sandbox
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_skills::Error>() {
+            return match e {
+                omac_skills::Error::Invalid { .. } | omac_skills::Error::Changed { .. } => {
+                    Code::Config
+                }
+                omac_skills::Error::NotFound { .. } => Code::Prerequisite,
+                omac_skills::Error::Ambiguous { .. } => Code::Misuse,
+                // The Go omac exits 5 for a registration conflict (a registry error).
+                omac_skills::Error::Conflict { .. }
+                | omac_skills::Error::Corrupt { .. }
+                | omac_skills::Error::Io { .. } => Code::Io,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::secrets::KeychainError>() {
+            return match e {
+                crate::secrets::KeychainError::BadChoice(_) => Code::Misuse,
+                _ => Code::Keychain,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<omac_egress::Error>() {
+            return match e {
+                omac_egress::Error::Config { .. } => Code::Config,
+                omac_egress::Error::Listen { .. } | omac_egress::Error::Pages { .. } => Code::Io,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() {
                 Code::Misuse
@@ -115,5 +140,26 @@ mod tests {
             fix: "f".into(),
         });
         assert_eq!(code_for(&e), Code::Sandbox);
+        let e = anyhow::Error::new(omac_skills::Error::invalid("f", "x", "r", "fix"));
+        assert_eq!(code_for(&e.context("loading")), Code::Config);
+        let e = anyhow::Error::new(omac_skills::Error::NotFound {
+            what: "w".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Prerequisite);
+        let e = anyhow::Error::new(crate::secrets::KeychainError::BadChoice("x".into()));
+        assert_eq!(code_for(&e), Code::Misuse);
+        let e = anyhow::Error::new(crate::secrets::KeychainError::Unavailable {
+            backend: "keyutils",
+            reason: "r".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Keychain);
+        let e = anyhow::Error::new(omac_egress::Error::Config {
+            field: "network.upstream_proxy".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Config);
     }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod exit;
 mod paths;
+mod secrets;
 
 use clap::Parser;
 
