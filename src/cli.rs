@@ -137,6 +137,8 @@ pub struct SandboxArgs {
     /// The command to run
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
 /// `omac register`.
 #[derive(Debug, Args)]
 pub struct RegisterArgs {

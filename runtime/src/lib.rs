@@ -58,6 +58,10 @@ pub struct RunOptions {
     /// Host Unix sockets bound into the sandbox's socket directory (`/run/omac`) by name,
     /// for example `("facade.sock", "/run/user/1000/omac/abc/facade.sock")`.
     pub sockets: Vec<(String, PathBuf)>,
+    /// Host executables bound read-only (and executable under Landlock) into the sandbox's
+    /// `<socket dir>/bin/` by name, for example `("omac", "/usr/local/bin/omac")` for the
+    /// `omac connect` that the filtered mode's `GIT_SSH_COMMAND` runs.
+    pub binaries: Vec<(String, PathBuf)>,
     /// The host environment the agent's environment is composed from (`omac.json`'s
     /// passthrough rules decide what passes).
     pub host_env: Vec<(String, String)>,

@@ -103,21 +103,58 @@ pub fn new_fs(
     sys::fsmount(&fs, attrs).map_err(|e| format!("fsmount {fstype}: {}", sys::errno_text(&e)))
 }
 
-/// The mounts made so far: destination, and whether omac may create files there (a tmpfs
-/// it mounted, or the root).
-struct Made(Vec<(String, bool)>);
+/// What a mount made so far is, for creating mount points beneath it.
+#[derive(Debug, Clone)]
+enum Under {
+    /// A tmpfs omac mounted, or the root: anything may be created.
+    Ours,
+    /// A writable bind of this host directory: a missing mount point is created on the
+    /// host (as any OCI runtime does) and removed after the run.
+    HostWritable(String),
+    /// Anything else: nothing is created.
+    Other,
+}
+
+/// The mounts made so far, and the host paths created for mount points.
+struct Made {
+    mounts: Vec<(String, Under)>,
+    created: std::cell::RefCell<Vec<String>>,
+}
 
 impl Made {
+    fn has(&self, dest: &str) -> bool {
+        self.mounts.iter().any(|(d, _)| d == dest)
+    }
+
+    fn ours(&self, dest: &str) -> bool {
+        self.mounts
+            .iter()
+            .any(|(d, u)| d == dest && matches!(u, Under::Ours))
+    }
+
+    /// Whether a mount point may be created at `path` (recording host paths it creates).
     fn may_create(&self, path: &str) -> bool {
         let parent = std::path::Path::new(path)
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "/".into());
-        self.0
+        let covering = self
+            .mounts
             .iter()
             .filter(|(d, _)| resolve::within(&parent, d))
-            .max_by_key(|(d, _)| std::path::Path::new(d).components().count())
-            .is_some_and(|(_, ours)| *ours)
+            .max_by_key(|(d, _)| std::path::Path::new(d).components().count());
+        match covering {
+            Some((_, Under::Ours)) => true,
+            Some((dest, Under::HostWritable(source))) => {
+                let rest = std::path::Path::new(path)
+                    .strip_prefix(dest)
+                    .unwrap_or(std::path::Path::new(""));
+                let host = std::path::Path::new(source).join(rest);
+                self.created.borrow_mut().push(host.display().to_string());
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -188,14 +225,30 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
             _ => None,
         })
         .collect();
-    let mut made = Made(vec![("/".to_string(), true)]);
-    for p in &parsed {
-        mount_one(p, &root, &writable, &made)?;
-        let ours = matches!(&p.kind, Kind::Fs { fstype, .. } if fstype == "tmpfs");
-        made.0.push((p.destination.clone(), ours));
-        rep.debug(|| format!("mounted {}", p.destination));
+    let mut made = Made {
+        mounts: vec![("/".to_string(), Under::Ours)],
+        created: Default::default(),
+    };
+    let result = (|| {
+        for p in &parsed {
+            mount_one(p, &root, &writable, &made)?;
+            let under = match &p.kind {
+                Kind::Fs { fstype, .. } if fstype == "tmpfs" => Under::Ours,
+                Kind::Bind { source, .. } if p.attrs & attr::RDONLY == 0 => {
+                    Under::HostWritable(source.clone())
+                }
+                _ => Under::Other,
+            };
+            made.mounts.push((p.destination.clone(), under));
+            rep.debug(|| format!("mounted {}", p.destination));
+        }
+        minimal_dev(&root, &made, rep)
+    })();
+    // The omac process removes them after the run (if they are still empty).
+    for path in made.created.borrow().iter() {
+        rep.send(&crate::wire::Msg::Created { path: path.clone() });
     }
-    dev_links(&root, &made);
+    result?;
     for (key, value) in &plan.sysctl {
         let path = format!("proc/sys/{}", key.replace('.', "/"));
         let r = sys::openat2(
@@ -328,18 +381,52 @@ fn mount_one(
     sys::move_mount(&tree, &target).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))
 }
 
-/// The links of a minimal /dev, when /dev is a tmpfs omac mounted.
-fn dev_links(root: &OwnedFd, made: &Made) {
-    if !made.0.iter().any(|(d, ours)| d == "/dev" && *ours) {
-        return;
+/// The OCI runtime spec's default devices, which every runtime supplies itself: bound from
+/// the host (a user namespace cannot create device nodes).
+pub const DEFAULT_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
+
+/// A minimal /dev, when /dev is a tmpfs omac mounted: the default devices the bundle does
+/// not mount itself, then the usual links (`ptmx`, `fd`, `stdin`, `stdout`, `stderr`).
+fn minimal_dev(root: &OwnedFd, made: &Made, rep: &Reporter) -> Result<(), StepError> {
+    if !made.ours("/dev") {
+        return Ok(());
+    }
+    for d in DEFAULT_DEVICES {
+        if made.has(d) {
+            continue;
+        }
+        let what = format!("device {d}");
+        let src = match resolve::open_host(d, &[]) {
+            Ok(fd) => fd,
+            Err(m) => {
+                // A host without the node (a minimal container) runs without it.
+                rep.debug(|| format!("{what} skipped: {m}"));
+                continue;
+            }
+        };
+        let tree = sys::clone_tree(&src, false)
+            .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+        sys::mount_setattr(&tree, attr::NOSUID | attr::NOEXEC, 0, 0, false)
+            .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+        let target = resolve::open_target(root, d, Create::File, &|p| made.may_create(p))
+            .map_err(|m| step(&what, m, "remove what the bundle puts at that path"))?;
+        sys::move_mount(&tree, &target)
+            .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
     }
     let Ok(dev) = resolve::open_in_root(root, "/dev", sys::resolve::NO_SYMLINKS) else {
-        return;
+        return Ok(());
     };
     let Ok(dev) = sys::openat(dev.as_raw_fd(), c".", libc::O_DIRECTORY | libc::O_RDONLY, 0) else {
-        return;
+        return Ok(());
     };
-    let pts = made.0.iter().any(|(d, _)| d == "/dev/pts");
+    let pts = made.has("/dev/pts");
     let links: &[(&std::ffi::CStr, &std::ffi::CStr, bool)] = &[
         (c"pts/ptmx", c"ptmx", pts),
         (c"/proc/self/fd", c"fd", true),
@@ -353,6 +440,7 @@ fn dev_links(root: &OwnedFd, made: &Made) {
             unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) };
         }
     }
+    Ok(())
 }
 
 /// Hides `path`: an empty read-only tmpfs over a directory, /dev/null over anything else.

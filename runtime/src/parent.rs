@@ -250,6 +250,7 @@ fn relay(
     let mut enforcement = Enforcement::default();
     let mut exit = None;
     let mut fail = None;
+    let mut created = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -301,6 +302,7 @@ fn relay(
                 continue;
             };
             handle(
+                &mut created,
                 msg,
                 &mut enforcement,
                 &mut exit,
@@ -310,7 +312,25 @@ fn relay(
             );
         }
     }
+    remove_created(&created);
     Ok((enforcement, exit, fail))
+}
+
+/// Removes the mount points created on the host, deepest first, when they are still empty
+/// (an agent may have put something there through another path; that stays).
+fn remove_created(created: &[String]) {
+    for p in created.iter().rev() {
+        let path = std::path::Path::new(p);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(path);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Forwards pending signals that someone sent (not the terminal's) to the stage.
@@ -324,6 +344,7 @@ fn forward(sigfd: RawFd, pid: libc::pid_t) {
 }
 
 fn handle(
+    created: &mut Vec<String>,
     msg: Msg,
     enforcement: &mut Enforcement,
     exit: &mut Option<(i32, Option<i32>)>,
@@ -373,5 +394,6 @@ fn handle(
         }
         Msg::Exit { code, signal } => *exit = Some((code, signal)),
         Msg::Probe { .. } => {}
+        Msg::Created { path } => created.push(path),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use omac_bundle::ext::{Extension, LAYERS};
+use omac_bundle::ext::{Extension, FsRule, LAYERS};
 use omac_bundle::oci::{IdMapping, Mount, Spec};
 use omac_bundle::{env, rights, Loaded};
 
@@ -78,17 +78,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         .map(|e| e.facade.socket_dir.clone())
         .unwrap_or_else(|| omac_bundle::view::SOCKET_DIR.to_string());
     for (name, host) in &opts.sockets {
-        if name.is_empty()
-            || name.starts_with('.')
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(Error::Spawn(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("socket name {name:?} must be a plain file name"),
-            )));
-        }
+        check_name(name)?;
         if !host.is_absolute() || std::fs::symlink_metadata(host).is_err() {
             return Err(Error::Spawn(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -103,6 +93,39 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+        });
+    }
+
+    let mut landlock = ext.map(|e| e.landlock.clone());
+    let mut binary_rules = Vec::new();
+    for (name, host) in &opts.binaries {
+        check_name(name)?;
+        if !host.is_absolute() || !host.is_file() {
+            return Err(Error::Spawn(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("binary {} for {name} does not exist", host.display()),
+            )));
+        }
+        let dest = format!("{}/bin/{name}", socket_dir.trim_end_matches('/'));
+        mounts.push(Mount {
+            destination: dest.clone(),
+            kind: Some("bind".into()),
+            source: Some(host.display().to_string()),
+            options: ["bind", "ro", "nosuid", "nodev"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        });
+        let access = vec!["execute".to_string(), "read_file".to_string()];
+        if let Some(l) = landlock.as_mut() {
+            l.fs.push(FsRule {
+                path: dest,
+                access: access.clone(),
+            });
+        }
+        binary_rules.push(FsRule {
+            path: host.display().to_string(),
+            access,
         });
     }
 
@@ -256,7 +279,8 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         links::check(&protected, &granted)?;
     }
 
-    let fallback = fallback::plan(spec, ext, &opts.sockets);
+    let mut fallback = fallback::plan(spec, ext, &opts.sockets);
+    fallback.rules.extend(binary_rules);
     let plan = RunPlan {
         rootfs,
         root_tmpfs,
@@ -282,7 +306,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
             rlimits,
             oom_score_adj: spec.process.oom_score_adj,
         },
-        landlock: ext.map(|e| e.landlock.clone()),
+        landlock,
         bridges: ext.map(|e| e.bridges.clone()).unwrap_or_default(),
         seccomp,
         network_mode: ext.map(|e| e.network.mode.clone()),
@@ -292,6 +316,22 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         fallback,
     };
     Ok((plan, warnings))
+}
+
+/// A run-time socket or binary name: a plain file name.
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(Error::Spawn(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} must be a plain file name"),
+        )));
+    }
+    Ok(())
 }
 
 fn check_process(spec: &Spec) -> Result<(), Error> {
@@ -353,15 +393,21 @@ fn check_linux(spec: &Spec) -> Result<(), Error> {
         }
     }
     if let Some(r) = &l.resources {
-        if let Some(d) = r.devices.iter().find(|d| d.allow) {
-            return Err(bad(
-                "linux.resources.devices",
-                format!(
-                    "an allow rule ({:?} {:?}): device access comes only from bind mounts",
-                    d.kind, d.access
-                ),
-                "remove the allow rules",
-            ));
+        // The device cgroup's rules need no enforcing here: in a user namespace no device
+        // node can be created, and every filesystem mounted inside is nodev, so the only
+        // devices the agent can open are the host nodes the mounts bind (which the rules
+        // allow) and the default devices (which the OCI spec always allows).
+        for d in r.devices.iter().filter(|d| d.allow) {
+            if d.kind.as_deref() != Some("c") && d.kind.as_deref() != Some("b") {
+                return Err(bad(
+                    "linux.resources.devices",
+                    format!(
+                        "an allow rule for {:?} devices: list each device node instead",
+                        d.kind
+                    ),
+                    "allow only the character or block devices the mounts bind",
+                ));
+            }
         }
         if let Some(c) = &r.cpu {
             if c.cpus.is_some() || c.mems.is_some() {

@@ -56,7 +56,9 @@ fn family_blocks(allowed: &[i32]) -> Vec<(u64, u64)> {
             continue;
         }
         let mut size = 1u64;
-        while x.is_multiple_of(size * 2) && x + size * 2 <= FAMILY_BOUND && (x..x + size * 2).all(refused)
+        while x.is_multiple_of(size * 2)
+            && x + size * 2 <= FAMILY_BOUND
+            && (x..x + size * 2).all(refused)
         {
             size *= 2;
         }

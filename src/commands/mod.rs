@@ -1,13 +1,13 @@
 //! One module per command; `run` dispatches.
 
 mod bundle;
-mod doctor;
-mod run;
 mod config;
 mod connect;
 mod deregister;
+mod doctor;
 mod list;
 mod register;
+mod run;
 mod secrets;
 mod skillctx;
 mod skills;

@@ -17,9 +17,19 @@ fn execute(
 ) -> anyhow::Result<i32> {
     // Single-threaded here: blocking now covers every thread omac will have.
     omac_runtime::block_forwarded_signals().context("blocking signals")?;
+    // The filtered mode's GIT_SSH_COMMAND runs `omac connect` from inside.
+    let filtered = loaded
+        .ext
+        .as_ref()
+        .is_some_and(|e| e.network.mode == "filtered");
+    let binaries = match std::env::current_exe() {
+        Ok(exe) if filtered && exe.is_file() => vec![("omac".to_string(), exe)],
+        _ => Vec::new(),
+    };
     let options = RunOptions {
         args,
         sockets,
+        binaries,
         verbose,
         forward_signals: true,
         // Tests exercise the re-executed stage that multi-threaded callers get.

@@ -336,15 +336,17 @@ fn seccomp_filter_is_installed() {
     assert_breach(&env.unconfined(&["status", "seccomp"]));
 }
 
-/// Pids of host processes whose command line contains `marker`.
+/// Pids of host processes running `probe sleep <marker>` (the arguments, NUL-separated:
+/// a shell whose script merely mentions the marker does not count).
 fn pids_with(marker: &str) -> Vec<i32> {
+    let marker = format!("sleep\u{0}{marker}");
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
         if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&c).contains(marker) {
+            if String::from_utf8_lossy(&c).contains(&marker) {
                 out.push(pid);
             }
         }
