@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn rules_follow_the_mount_that_covers_them() {
-        let mounts = vec![
+        let mounts = [
             mount("/proc", "proc", "proc", &[]),
             mount("/tmp", "tmpfs", "tmpfs", &[]),
             mount("/home/u", "tmpfs", "tmpfs", &[]),

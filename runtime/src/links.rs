@@ -79,7 +79,7 @@ mod tests {
         let work = d.path().join("work");
         std::fs::create_dir(&work).unwrap();
         let prot = vec![d.path().join("home/.ssh")];
-        check(&prot, &[work.clone()]).unwrap();
+        check(&prot, std::slice::from_ref(&work)).unwrap();
         std::fs::hard_link(&secret, work.join("notes.txt")).unwrap();
         let e = check(&prot, &[work]).unwrap_err().to_string();
         assert!(e.contains("id_rsa") && e.contains("2 names"), "{e}");
