@@ -7,6 +7,8 @@
 //! stage (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited
 //! pipe, so the calling process may be multi-threaded (it is never forked without exec).
 
+#![warn(missing_docs)]
+
 mod agent;
 mod bridge;
 mod caps;
