@@ -4,9 +4,8 @@
 #   omac run         the default profile's bundle: user, mount (fresh proc, minimal /dev),
 #                    pid, net, ipc, uts and cgroup namespaces, masks, Landlock, seccomp
 #   bwrap            bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true
-#   crun run         the same bundle (config.json as omac wrote it)
-#   runc run         the same bundle, less its /dev/tty bind (runc adds /dev/tty itself and
-#                    fails opening the bound one without a controlling terminal)
+#   crun run         the same bundle (config.json as omac wrote it), in a copy
+#   runc run         the same bundle, in another copy
 #   unshare          unshare -Urmpf --mount-proc true
 #   true             bare /bin/true
 #
@@ -36,13 +35,6 @@ mkdir -p "$work/home" "$work/wd"
   "$OMAC" bundle create --out "$work/omac" -- /bin/true)
 cp -r "$work/omac" "$work/crun"
 cp -r "$work/omac" "$work/runc"
-python3 - "$work/runc/config.json" <<'EOF'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["mounts"] = [m for m in c["mounts"] if m["destination"] != "/dev/tty"]
-json.dump(c, open(p, "w"))
-EOF
 mounts=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["mounts"]))' "$work/omac/config.json")
 
 cat > "$work/inner.sh" <<EOF

@@ -622,3 +622,83 @@ fn stage_runs_only_under_omac() {
     let o = Command::new(OMAC).arg("__sandbox-stage").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn ctrl_z_and_fg_in_an_interactive_shell() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done; echo finished",
+        ],
+    );
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        },
+        0
+    );
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: descriptors just created.
+    let (mut m, s) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut c = Command::new("bash");
+    c.args(["--norc", "--noprofile", "-i"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .env("PS1", "$ ")
+        .env("TERM", "dumb")
+        .current_dir(&env.work)
+        .stdin(Stdio::from(s.try_clone().unwrap()))
+        .stdout(Stdio::from(s.try_clone().unwrap()))
+        .stderr(Stdio::from(s.try_clone().unwrap()));
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut shell = c.spawn().unwrap();
+    drop(c);
+    drop(s);
+    m.write_all(format!("{OMAC} run {}\n", b.display()).as_bytes())
+        .unwrap();
+    let seen = read_until(&mut m, "tick 2");
+    assert!(seen.contains("tick 2"), "{seen}");
+    m.write_all(b"\x1a").unwrap();
+    let seen = read_until(&mut m, "Stopped");
+    assert!(
+        seen.contains("Stopped"),
+        "Ctrl-Z did not stop the job: {seen}"
+    );
+    // Stopped for a while: no tick gets through.
+    std::thread::sleep(Duration::from_millis(800));
+    m.write_all(b"fg\n").unwrap();
+    let seen = read_until(&mut m, "finished");
+    assert!(
+        seen.contains("finished"),
+        "fg did not resume the agent: {seen}"
+    );
+    m.write_all(b"exit\n").unwrap();
+    let _ = shell.wait();
+}

@@ -266,9 +266,11 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
             )
         })?;
     }
+    rep.debug(|| "default devices and sysctls done".to_string());
     for m in &plan.masked {
         mask(&root, &devnull, m)?;
     }
+    rep.debug(|| "masks done".to_string());
     for r in &plan.readonly {
         let fd = match resolve::open_in_root(&root, r, sys::resolve::NO_SYMLINKS) {
             Ok(fd) => fd,
@@ -298,7 +300,9 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
                 )
             })?;
     }
+    rep.debug(|| "read-only paths done".to_string());
     pivot(&root)?;
+    rep.debug(|| "pivoted, old root detached".to_string());
     if plan.root_readonly {
         let fd = sys::openat(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| step("read-only root", e.to_string(), "run `omac doctor`"))?;
