@@ -39,14 +39,34 @@ fn fallback_profile(env: &Env, base: &str) -> String {
     )
 }
 
+/// Runs a bundle through `wrapper` both ways omac builds a sandbox (itself, and through a
+/// re-executed stage); both must agree.
 fn run_via(env: &Env, wrapper: &[&str], profile: &str, args: &[&str]) -> std::process::Output {
     let b = env.bundle_via(wrapper, profile, args);
-    env.omac_via(wrapper)
-        .arg("run")
-        .arg(&b)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let run = |exec: bool| {
+        let mut c = env.omac_via(wrapper);
+        if exec {
+            c.env("OMAC_STAGE_EXEC", "1");
+        }
+        c.arg("run").arg(&b).stdin(Stdio::null()).output().unwrap()
+    };
+    let (inline, staged) = (run(false), run(true));
+    let verdict = |o: &std::process::Output| {
+        let out = String::from_utf8_lossy(&o.stdout);
+        (
+            o.status.code(),
+            out.contains("SAFE "),
+            out.contains("BREACH"),
+        )
+    };
+    assert_eq!(
+        verdict(&inline),
+        verdict(&staged),
+        "{}\n{}",
+        text(&inline),
+        text(&staged)
+    );
+    inline
 }
 
 fn stderr(o: &std::process::Output) -> String {
