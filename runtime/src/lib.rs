@@ -3,9 +3,12 @@
 //! forwarder, loopback bridges), then Landlock, dropped capabilities, no_new_privs and the
 //! seccomp filter for the agent.
 //!
-//! The sandbox is built by a fresh process: [`run`] re-executes the omac binary as a hidden
-//! stage (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited
-//! pipe, so the calling process may be multi-threaded (it is never forked without exec).
+//! The sandbox is built by a single-threaded process. A multi-threaded caller (the tokio
+//! session) gets a fresh one: [`run`] re-executes the omac binary as a hidden stage
+//! (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited pipe,
+//! so a multi-threaded process is never forked without exec. A caller that is verifiably
+//! single-threaded (the `omac run` command line) is its own stage: it enters the user
+//! namespace and clones init itself, which saves an exec of the omac binary per run.
 
 #![warn(missing_docs)]
 
@@ -72,7 +75,8 @@ pub struct RunOptions {
     /// Forward [`FORWARDED_SIGNALS`] sent to this process to the agent. The caller must
     /// have blocked them in every thread (see [`block_forwarded_signals`]).
     pub forward_signals: bool,
-    /// The executable that implements the stage (default: this process's own).
+    /// Re-execute this binary as the stage, always. `None`: a single-threaded caller builds
+    /// the sandbox itself; any other re-executes `/proc/self/exe`.
     pub stage_exe: Option<PathBuf>,
     /// A handle to signal the running sandbox from another thread.
     pub control: Option<Control>,
