@@ -702,3 +702,42 @@ fn ctrl_z_and_fg_in_an_interactive_shell() {
     m.write_all(b"exit\n").unwrap();
     let _ = shell.wait();
 }
+
+#[test]
+fn rlimits_apply_and_a_hard_limit_too_high_is_clamped_with_a_warning() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &["/bin/sh", "-c", "ulimit -Sn; ulimit -Hn"],
+    );
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "8192\n8192\n", "{}", text(&o));
+    // SAFETY: plain data filled by the kernel.
+    let mut cur: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) };
+    if cur.rlim_max == libc::RLIM_INFINITY {
+        // Nothing is above an unlimited hard limit: there is nothing to clamp here.
+        return;
+    }
+    edit_config(&b, |c| {
+        c["process"]["rlimits"] = serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": (cur.rlim_max as u64).saturating_add(1)}
+        ])
+    });
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("1024\n{}\n", cur.rlim_max),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr(&o).contains("RLIMIT_NOFILE: the hard limit"),
+        "{}",
+        text(&o)
+    );
+}

@@ -8,24 +8,17 @@ use crate::sys;
 /// The capability number of CAP_SETPCAP.
 const CAP_SETPCAP: u32 = 8;
 
-fn last_cap() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(63)
-}
-
 /// Drops all capabilities of the calling process, for good. An unprivileged process without
 /// a user namespace (the fallback) cannot shrink its bounding set (that needs
 /// CAP_SETPCAP); it holds no capability either, and no_new_privs keeps it that way, so
 /// the bounding set is left as it is then. Returns whether the bounding set was emptied.
 pub fn drop_all() -> io::Result<bool> {
     let mut bounding = true;
-    for cap in 0..=last_cap() {
+    for cap in 0..64u64 {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
             Ok(_) => {}
-            // A capability this kernel does not know.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            // Past the last capability this kernel knows.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) && !has_setpcap() => {
                 bounding = false;
                 break;
