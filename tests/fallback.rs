@@ -243,3 +243,68 @@ fn fallback_keeps_the_syscall_filter() {
         assert_breach(&env.unconfined(&args));
     }
 }
+
+#[test]
+fn fallback_leaves_nothing_running_when_omac_is_killed() {
+    let env = Env::new();
+    let dir = probe().parent().unwrap().display().to_string();
+    let profile = env.profile(
+        "fallback-die",
+        &format!(
+            r#"{{"extends": "default", "filesystem": {{"read": ["{dir}"]}}, "enforcement": {{"require": ["landlock-fs", "seccomp"]}}}}"#
+        ),
+    );
+    let marker = format!("omac-fallback-die-{}", env.secret);
+    let script = format!(
+        "{p} sleep {marker} & {p} sleep {marker} & exec {p} sleep {marker}",
+        p = probe().display()
+    );
+    let b = env.bundle_via(MAX_ZERO, &profile, &[]);
+    let cfg = std::fs::read_to_string(b.join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    std::fs::write(b.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let count = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).contains(&format!("sleep\u{0}{marker}")))
+            .count()
+    };
+    /// Kills omac if the test fails half way, so that nothing it started lingers.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut omac = Killed(
+        env.omac_via(MAX_ZERO)
+            .arg("run")
+            .arg(&b)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait = |want: &dyn Fn(usize) -> bool| {
+        for _ in 0..250 {
+            if want(count()) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(
+        wait(&|n| n == 3),
+        "the agent and its children never started"
+    );
+    // SAFETY: killing our child.
+    unsafe { libc::kill(omac.0.id() as i32, libc::SIGKILL) };
+    let _ = omac.0.wait();
+    assert!(wait(&|n| n == 0), "{} processes outlived omac", count());
+}

@@ -43,6 +43,11 @@ pub fn plan(spec: &Spec, ext: Option<&Extension>, sockets: &[(String, PathBuf)])
         if r.path == "/" {
             continue;
         }
+        // The default devices the runtime binds from the host at the same path.
+        if crate::mounts::DEFAULT_DEVICES.contains(&r.path.as_str()) {
+            rules.push(r.clone());
+            continue;
+        }
         let Some(m) = covering(&r.path, &mounts) else {
             continue;
         };
@@ -60,6 +65,13 @@ pub fn plan(spec: &Spec, ext: Option<&Extension>, sockets: &[(String, PathBuf)])
             Kind::Fs { fstype, .. } if fstype == "tmpfs" || fstype == "mqueue" => continue,
             Kind::Fs { .. } => r.path.clone(),
         };
+        // Inside, /dev/ptmx is a link into /dev/pts; on the host it is a device node.
+        if host == "/dev/pts" {
+            rules.push(FsRule {
+                path: "/dev/ptmx".into(),
+                access: r.access.clone(),
+            });
+        }
         rules.push(FsRule {
             path: host,
             access: r.access.clone(),

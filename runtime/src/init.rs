@@ -24,7 +24,12 @@ fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String
 
 /// Runs init: never returns.
 pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    if ctx.pidns {
+        // Its death takes the whole pid namespace with it.
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    }
+    // Without a pid namespace init must outlive its supervisor long enough to kill the
+    // agent's descendants: the life pipe tells it (see `supervise`).
     // Nothing of the process that cloned init reaches the sandbox: no descriptor but 0, 1, 2,
     // the report pipe and the life pipe; no environment; default signal actions (the
     // supervised signals stay blocked for the signalfd).

@@ -368,27 +368,33 @@ fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
 #[test]
 fn the_sandbox_dies_with_omac() {
     let env = Env::new();
-    let marker = format!("omac-die-{}", env.secret);
-    let bundle = env.bundle("default", &["sleep", &marker]);
-    let mut omac = env
-        .omac()
-        .arg("run")
-        .arg(&bundle)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(|| !pids_with(&marker).is_empty()),
-        "the agent never started"
-    );
-    // SAFETY: killing our child.
-    unsafe { libc::kill(omac.id() as i32, libc::SIGKILL) };
-    let _ = omac.wait();
-    assert!(
-        wait_until(|| pids_with(&marker).is_empty()),
-        "the agent outlived omac: {:?}",
-        pids_with(&marker)
-    );
+    // Both ways omac builds a sandbox: itself, and through a re-executed stage.
+    for staged in [false, true] {
+        let marker = format!("omac-die-{staged}-{}", env.secret);
+        let bundle = env.bundle("default", &["sleep", &marker]);
+        let mut c = env.omac();
+        if staged {
+            c.env("OMAC_STAGE_EXEC", "1");
+        }
+        let mut omac = c
+            .arg("run")
+            .arg(&bundle)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(|| !pids_with(&marker).is_empty()),
+            "the agent never started"
+        );
+        // SAFETY: killing our child.
+        unsafe { libc::kill(omac.id() as i32, libc::SIGKILL) };
+        let _ = omac.wait();
+        assert!(
+            wait_until(|| pids_with(&marker).is_empty()),
+            "the agent outlived omac: {:?}",
+            pids_with(&marker)
+        );
+    }
     // Unconfined, an orphan outlives its parent: the check would notice.
     let marker2 = format!("omac-orphan-{}", env.secret);
     let mut sh = Command::new("sh")
