@@ -25,6 +25,12 @@ pub enum Command {
     /// Make, explain, compare and check OCI bundles
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run a bundle: build its sandbox and execute its command inside
+    Run(RunArgs),
+    /// Run one command in a fresh bundle of a profile, then remove the bundle
+    Sandbox(SandboxArgs),
+    /// Check this host: what a sandbox gets here and what to fix
+    Doctor,
     /// Register a skill: check it, store its secrets and config, approve its layer
     Register(RegisterArgs),
     /// Remove a skill's registration (its secrets and config stay unless purged)
@@ -40,7 +46,7 @@ pub enum Command {
     /// Skill layers: digests and the layer store
     #[command(subcommand)]
     Skills(SkillsCommand),
-    /// Connect stdin/stdout to HOST:PORT through the egress proxy (ssh's ProxyCommand in a sandbox)
+    /// Relay stdin/stdout to HOST:PORT through the egress proxy (an ssh ProxyCommand)
     Connect {
         /// Destination host name or address
         host: String,
@@ -113,6 +119,30 @@ pub struct CreateArgs {
     pub out: PathBuf,
     /// The command to run [default: the harness's binary]
     #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `omac run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The bundle directory
+    pub dir: PathBuf,
+    /// Bind the host Unix socket PATH into the sandbox's socket directory as NAME
+    #[arg(long = "socket", value_name = "NAME=PATH")]
+    pub sockets: Vec<String>,
+    /// Arguments appended to the bundle's command
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `omac sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Profile name or path [default: default]
+    #[arg(long, short, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// The command to run
+    #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

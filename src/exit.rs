@@ -70,6 +70,13 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 omac_bundle::Error::Input { .. } => Code::Misuse,
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_runtime::Error>() {
+            return if e.is_bundle_error() {
+                Code::Config
+            } else {
+                Code::Sandbox
+            };
+        }
         if let Some(e) = cause.downcast_ref::<omac_skills::Error>() {
             return match e {
                 omac_skills::Error::Invalid { .. } | omac_skills::Error::Changed { .. } => {
@@ -134,6 +141,14 @@ mod tests {
         let e = anyhow::Error::new(std::io::Error::other("disk"));
         assert_eq!(code_for(&e), Code::Io);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), Code::Generic);
+        let e = anyhow::Error::new(omac_runtime::Error::Abnormal("x".into()));
+        assert_eq!(code_for(&e), Code::Sandbox);
+        let e = anyhow::Error::new(omac_runtime::Error::Setup {
+            step: "s".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Sandbox);
         let e = anyhow::Error::new(omac_skills::Error::invalid("f", "x", "r", "fix"));
         assert_eq!(code_for(&e.context("loading")), Code::Config);
         let e = anyhow::Error::new(omac_skills::Error::NotFound {

@@ -4,8 +4,10 @@ mod bundle;
 mod config;
 mod connect;
 mod deregister;
+mod doctor;
 mod list;
 mod register;
+mod run;
 mod secrets;
 mod skillctx;
 mod skills;
@@ -23,6 +25,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
+        Command::Run(args) => run::run(&args.dir, &args.sockets, args.args, cli.verbose),
+        Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
+        Command::Doctor => doctor::run(),
         Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
