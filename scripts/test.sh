@@ -33,7 +33,7 @@ for line in sys.stdin:
 chmod -R a+rX "$ci"
 
 echo "== tests as root"
-cargo test --workspace --quiet
+cargo test --workspace --quiet --no-fail-fast
 
 echo "== tests as the unprivileged user omactest"
 failed=0

@@ -288,6 +288,68 @@ mod tests {
     use crate::oci::Syscall;
     use crate::policy::{agent_policy, Edits};
 
+    /// Runs one classic BPF program on a `seccomp_data` of (nr, arch).
+    fn eval(prog: &[sock_filter], nr: u32, arch: u32) -> u32 {
+        let (mut a, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => {
+                    a = match i.k {
+                        SECCOMP_DATA_NR => nr,
+                        SECCOMP_DATA_ARCH => arch,
+                        _ => 0, // instruction pointer and arguments: zero here
+                    }
+                }
+                BPF_RET_K => return i.k,
+                0x05 => pc += i.k as usize, // JA
+                0x15 | 0x25 | 0x35 | 0x45 => {
+                    let t = match i.code {
+                        0x15 => a == i.k,
+                        0x25 => a > i.k,
+                        0x35 => a >= i.k,
+                        _ => a & i.k != 0,
+                    };
+                    pc += if t { i.jt } else { i.jf } as usize;
+                }
+                0x54 => a &= i.k,                      // ALU AND K
+                0x00 | 0x61 | 0x02 | 0x07 | 0x87 => {} // scratch memory: irrelevant here
+                c => panic!("opcode {c:#x} not modelled"),
+            }
+        }
+    }
+
+    /// The kernel's verdict over every installed program: the most restrictive wins.
+    fn verdict(c: &CompiledFilter, nr: u32, arch: u32) -> u32 {
+        c.programs()
+            .iter()
+            .map(|p| eval(p, nr, arch) & libc::SECCOMP_RET_ACTION_FULL)
+            .min_by_key(|action| match *action {
+                libc::SECCOMP_RET_KILL_PROCESS => 0,
+                libc::SECCOMP_RET_KILL_THREAD => 1,
+                libc::SECCOMP_RET_TRAP => 2,
+                libc::SECCOMP_RET_ERRNO => 3,
+                _ => 4,
+            })
+            .unwrap()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn foreign_entry_points_meet_the_kill_action() {
+        let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        // i386 getpid and an i386 number that is harmless on x86_64.
+        assert_eq!(verdict(&c, 20, 0x4000_0003), kill);
+        assert_eq!(verdict(&c, 39, 0x4000_0003), kill);
+        // x32 getpid, and an unknown architecture.
+        assert_eq!(verdict(&c, 0x4000_0000 | 39, AUDIT_ARCH_X86_64), kill);
+        assert_eq!(verdict(&c, 39, 0x1234), kill);
+        // The native getpid passes: the kill above is about the entry point.
+        assert_eq!(verdict(&c, 39, AUDIT_ARCH_X86_64), libc::SECCOMP_RET_ALLOW);
+    }
+
     #[test]
     fn default_policy_compiles_to_a_few_small_programs() {
         let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();

@@ -5,6 +5,7 @@ pub mod compile;
 pub mod errno;
 pub mod oci;
 pub mod policy;
+pub mod probe;
 pub mod syscalls;
 
 pub use compile::{compile, CompiledFilter};
