@@ -110,7 +110,18 @@ fn x32_syscalls() {
 
 #[test]
 fn i386_syscalls() {
-    refused(&["i386"]);
+    use omac_seccomp::probe::{compat_entry, CompatEntry};
+    match compat_entry() {
+        CompatEntry::Unfiltered => {
+            // The kernel shows int 0x80 to seccomp as x86_64 calls: no filter can refuse
+            // them here, and doctor says so. The probe's verdict must be what the agent
+            // meets: the call goes through confined too.
+            eprintln!("NOTE: this kernel hides int 0x80 from seccomp; omac doctor warns");
+            let env = Env::new();
+            assert_breach(&env.confined("default", &["i386"]));
+        }
+        _ => refused(&["i386"]),
+    }
 }
 
 #[test]
