@@ -25,12 +25,50 @@ pub enum Command {
     /// Make, explain, compare and check OCI bundles
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run a bundle: build its sandbox and execute its command inside
+    Run(RunArgs),
+    /// Run one command in a fresh bundle of a profile, then remove the bundle
+    Sandbox(SandboxArgs),
+    /// Check this host: what a sandbox gets here and what to fix
+    Doctor,
+    /// Register a skill: check it, store its secrets and config, approve its layer
+    Register(RegisterArgs),
+    /// Remove a skill's registration (its secrets and config stay unless purged)
+    Deregister(DeregisterArgs),
+    /// List the registered skills of this workdir and the global ones
+    List(ListArgs),
+    /// A skill's secrets in the OS keychain
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// A skill's resolved config fields and secret fingerprints
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Skill layers: digests and the layer store
+    #[command(subcommand)]
+    Skills(SkillsCommand),
+    /// Relay stdin/stdout to HOST:PORT through the egress proxy (an ssh ProxyCommand)
+    Connect {
+        /// Destination host name or address
+        host: String,
+        /// Destination port
+        port: u16,
+        /// The proxy's Unix socket [default: /run/omac/egress.sock, then 127.0.0.1:29171]
+        #[arg(long, env = "OMAC_EGRESS_SOCKET", value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Print omac's version
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+    /// Run the facade and its sidecars from a JSON file (tests and benchmarks)
+    #[command(name = "__facade", hide = true)]
+    Facade {
+        /// The JSON file (format: omac-facade's standalone module)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -57,11 +95,11 @@ pub enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check a bundle: schema, the omac.json digest, the skill layers
+    /// Check a bundle: schema, the omac.json digest, what runtimes need, the skill layers
     Verify {
         /// The bundle directory
         dir: PathBuf,
-        /// Directory of the OCI runtime-spec JSON Schemas [env: OMAC_OCI_SCHEMA_DIR]
+        /// Directory of the OCI runtime-spec JSON Schemas (without it, the schema check is skipped)
         #[arg(long, env = "OMAC_OCI_SCHEMA_DIR", value_name = "DIR")]
         schema_dir: Option<PathBuf>,
     },
@@ -82,4 +120,175 @@ pub struct CreateArgs {
     /// The command to run [default: the harness's binary]
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `omac run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The bundle directory
+    pub dir: PathBuf,
+    /// Bind the host Unix socket PATH into the sandbox's socket directory as NAME
+    #[arg(long = "socket", value_name = "NAME=PATH")]
+    pub sockets: Vec<String>,
+    /// Arguments appended to the bundle's command
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// `omac sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Profile name or path [default: default]
+    #[arg(long, short, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// The command to run
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `omac register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The skill (its directory name)
+    pub skill: String,
+    /// Update the registration even though the skill changed since it was registered
+    #[arg(long)]
+    pub force: bool,
+    /// Ask for secrets again even if the keychain has them
+    #[arg(long, conflicts_with = "no_secrets")]
+    pub reprompt_secrets: bool,
+    /// Do not store secrets now (provide them before starting)
+    #[arg(long)]
+    pub no_secrets: bool,
+    /// Read secrets from this KEY=VALUE file instead of asking
+    #[arg(long, value_name = "FILE", conflicts_with = "no_secrets")]
+    pub secrets_from: Option<PathBuf>,
+    /// Ask for config fields again even if they are stored
+    #[arg(long, conflicts_with = "no_fields")]
+    pub reprompt_fields: bool,
+    /// Do not store config fields now
+    #[arg(long)]
+    pub no_fields: bool,
+    /// Read config fields from this KEY=VALUE file instead of asking
+    #[arg(long, value_name = "FILE", conflicts_with = "no_fields")]
+    pub fields_from: Option<PathBuf>,
+    /// Look for the skill in this harness's folders only (opencode, claude-code, codex)
+    #[arg(long, value_name = "HARNESS")]
+    pub harness: Option<String>,
+    /// Register the user-global copy when the workdir has one of the same name
+    #[arg(long)]
+    pub global: bool,
+}
+
+/// `omac deregister`.
+#[derive(Debug, Args)]
+pub struct DeregisterArgs {
+    /// The skill
+    #[arg(required_unless_present = "prune")]
+    pub skill: Option<String>,
+    /// Also delete its secrets from the keychain
+    #[arg(long)]
+    pub purge_secrets: bool,
+    /// Also delete its config fields from skill-config.yaml
+    #[arg(long)]
+    pub purge_fields: bool,
+    /// Also delete its remembered defaults (keychain mirror and global skill-config)
+    #[arg(long)]
+    pub purge_defaults: bool,
+    /// Deregister from the global registry rather than the workdir's
+    #[arg(long)]
+    pub global: bool,
+    /// Deregister only the entry of this harness
+    #[arg(long, value_name = "HARNESS")]
+    pub harness: Option<String>,
+    /// Delete an unregistered skill's directory without asking
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Remove every registration whose skill directory is gone (workdir and global)
+    #[arg(long, conflicts_with = "skill")]
+    pub prune: bool,
+}
+
+/// `omac list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Also list registrations whose skill directory is gone
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `omac secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Which secrets a skill declares and whether the keychain has them
+    List {
+        /// The skill
+        skill: String,
+    },
+    /// Store one secret (asked on the terminal with echo off, or read with --stdin)
+    Set {
+        /// The skill
+        skill: String,
+        /// The secret's name
+        name: String,
+        /// Read the value from standard input (for scripts; one trailing newline is dropped)
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Delete one secret (workdir-scoped and global items)
+    Unset {
+        /// The skill
+        skill: String,
+        /// The secret's name
+        name: String,
+    },
+    /// Store the secrets of a KEY=VALUE file
+    Import {
+        /// The skill
+        skill: String,
+        /// The file
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Say which keychain backend omac uses here, and why
+    Backend,
+}
+
+/// `omac config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every config field (value and where it came from) and secret fingerprint of a skill
+    Show {
+        /// The skill
+        skill: String,
+        /// Print JSON for machines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one config field's resolved value
+    Get {
+        /// The skill
+        skill: String,
+        /// The field's name
+        field: String,
+    },
+}
+
+/// `omac skills ...`
+#[derive(Debug, Subcommand)]
+pub enum SkillsCommand {
+    /// Remove layers from the store that no registry references
+    Gc {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the layer digest of a skill directory
+    Digest {
+        /// The skill directory
+        dir: PathBuf,
+    },
 }

@@ -70,6 +70,47 @@ pub fn code_for(err: &anyhow::Error) -> Code {
                 omac_bundle::Error::Input { .. } => Code::Misuse,
             };
         }
+        if let Some(e) = cause.downcast_ref::<omac_runtime::Error>() {
+            return if e.is_bundle_error() {
+                Code::Config
+            } else {
+                Code::Sandbox
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<omac_skills::Error>() {
+            return match e {
+                omac_skills::Error::Invalid { .. } | omac_skills::Error::Changed { .. } => {
+                    Code::Config
+                }
+                omac_skills::Error::NotFound { .. } => Code::Prerequisite,
+                omac_skills::Error::Ambiguous { .. } => Code::Misuse,
+                // The Go omac exits 5 for a registration conflict (a registry error).
+                omac_skills::Error::Conflict { .. }
+                | omac_skills::Error::Corrupt { .. }
+                | omac_skills::Error::Io { .. } => Code::Io,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::secrets::KeychainError>() {
+            return match e {
+                crate::secrets::KeychainError::BadChoice(_) => Code::Misuse,
+                _ => Code::Keychain,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<omac_egress::Error>() {
+            return match e {
+                omac_egress::Error::Config { .. } => Code::Config,
+                omac_egress::Error::Listen { .. } | omac_egress::Error::Pages { .. } => Code::Io,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<omac_facade::Error>() {
+            return match e {
+                omac_facade::Error::Config { .. } => Code::Config,
+                omac_facade::Error::Io { .. } => Code::Io,
+                omac_facade::Error::Spawn { .. } | omac_facade::Error::Health { .. } => {
+                    Code::SidecarHealth
+                }
+            };
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() {
                 Code::Misuse
@@ -100,5 +141,42 @@ mod tests {
         let e = anyhow::Error::new(std::io::Error::other("disk"));
         assert_eq!(code_for(&e), Code::Io);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), Code::Generic);
+        let e = anyhow::Error::new(omac_runtime::Error::Abnormal("x".into()));
+        assert_eq!(code_for(&e), Code::Sandbox);
+        let e = anyhow::Error::new(omac_runtime::Error::Setup {
+            step: "s".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Sandbox);
+        let e = anyhow::Error::new(omac_skills::Error::invalid("f", "x", "r", "fix"));
+        assert_eq!(code_for(&e.context("loading")), Code::Config);
+        let e = anyhow::Error::new(omac_skills::Error::NotFound {
+            what: "w".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Prerequisite);
+        let e = anyhow::Error::new(crate::secrets::KeychainError::BadChoice("x".into()));
+        assert_eq!(code_for(&e), Code::Misuse);
+        let e = anyhow::Error::new(crate::secrets::KeychainError::Unavailable {
+            backend: "keyutils",
+            reason: "r".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Keychain);
+        let e = anyhow::Error::new(omac_egress::Error::Config {
+            field: "network.upstream_proxy".into(),
+            message: "m".into(),
+            fix: "f".into(),
+        });
+        assert_eq!(code_for(&e), Code::Config);
+        let e = anyhow::Error::new(omac_facade::Error::Health {
+            skill: "s".into(),
+            waited: std::time::Duration::ZERO,
+            detail: "d".into(),
+            log: "l".into(),
+            tail: String::new(),
+        });
+        assert_eq!(code_for(&e), Code::SidecarHealth);
     }
 }

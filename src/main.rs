@@ -4,10 +4,25 @@ mod cli;
 mod commands;
 mod exit;
 mod paths;
+mod secrets;
 
 use clap::Parser;
 
+/// When the process started (`CLOCK_MONOTONIC` ns), for `--verbose` step timings.
+pub static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn main() {
+    STARTED.get_or_init(omac_runtime::wire::now);
+    // Internal stages started by omac itself run before anything else is set up,
+    // single-threaded: the sandbox stage (re-executed by `omac run`) and the sidecar keeper.
+    let first = std::env::args_os().nth(1);
+    if first.as_deref() == Some(std::ffi::OsStr::new(omac_runtime::STAGE_ARG)) {
+        omac_runtime::stage_main();
+    }
+    if first.as_deref() == Some(std::ffi::OsStr::new(omac_facade::keeper::SUBCOMMAND)) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        std::process::exit(omac_facade::keeper::main(&args[2..]));
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

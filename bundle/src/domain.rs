@@ -19,7 +19,8 @@ pub fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn valid_dns_name(host: &str) -> bool {
+/// Whether `host` is a syntactically valid DNS name (letters, digits, `-`, `_`; 63-byte labels).
+pub fn valid_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -102,6 +103,26 @@ impl DomainRule {
     }
 }
 
+/// Whether `host` is an IPv4 or IPv6 literal (IPv6 with or without brackets).
+pub fn is_ip_literal(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.parse::<Ipv4Addr>().is_ok() || h.parse::<Ipv6Addr>().is_ok()
+}
+
+/// The suffix a "this domain and its subdomains" choice covers: the host without its
+/// leftmost label when it has three labels or more (`api.github.com` → `github.com`),
+/// otherwise the host itself; IP literals are returned unchanged.
+pub fn suffix_of(host: &str) -> String {
+    let h = normalize_host(host);
+    if is_ip_literal(&h) {
+        return h;
+    }
+    match h.split_once('.') {
+        Some((_, rest)) if rest.contains('.') => rest.to_string(),
+        _ => h,
+    }
+}
+
 /// Checks an upstream proxy URL: `http://[user:pass@]host[:port][/]`.
 pub fn parse_proxy_url(text: &str) -> Result<(String, u16), String> {
     let rest = text
@@ -147,6 +168,16 @@ mod tests {
         ] {
             assert!(parse_rule(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn suffixes() {
+        assert_eq!(suffix_of("API.GitHub.com."), "github.com");
+        assert_eq!(suffix_of("github.com"), "github.com");
+        assert_eq!(suffix_of("localhost"), "localhost");
+        assert_eq!(suffix_of("10.1.2.3"), "10.1.2.3");
+        assert_eq!(suffix_of("::1"), "::1");
+        assert!(is_ip_literal("[::1]") && is_ip_literal("10.0.0.1") && !is_ip_literal("a.b"));
     }
 
     #[test]

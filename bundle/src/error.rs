@@ -8,7 +8,7 @@ pub use crate::profile::ProfileError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A profile file is unusable.
-    #[error("{0}")]
+    #[error(transparent)]
     Profile(#[from] ProfileError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -28,9 +28,10 @@ pub enum Error {
         /// What to do.
         fix: String,
     },
-    /// The syscall policy could not be built.
+    /// The syscall policy could not be built. (Not a `source`: the message already holds
+    /// it, and `{:#}` would print it twice.)
     #[error("seccomp: {0}")]
-    Seccomp(#[from] omac_seccomp::Error),
+    Seccomp(omac_seccomp::Error),
     /// The request itself is unusable (a bad workdir, a grant under /proc, ...).
     #[error("{message}\n  fix: {fix}")]
     Input {
@@ -39,6 +40,12 @@ pub enum Error {
         /// What to do.
         fix: String,
     },
+}
+
+impl From<omac_seccomp::Error> for Error {
+    fn from(e: omac_seccomp::Error) -> Error {
+        Error::Seccomp(e)
+    }
 }
 
 impl Error {

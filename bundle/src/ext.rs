@@ -143,6 +143,9 @@ pub struct NetworkPolicy {
     /// Extra proxy settings injected (`jvm`, `node`).
     #[serde(default)]
     pub proxy_injection: Vec<String>,
+    /// Private ranges (CIDR) the proxy may connect to; other private addresses are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_private: Vec<String>,
 }
 
 /// `network.prompt`.

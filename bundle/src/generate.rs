@@ -1,7 +1,7 @@
 //! Session → `config.json` + `omac.json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::env;
 use crate::ext::{self, Bridge, Extension, Landlock, NetRules, NetworkPolicy, Prompt};
@@ -74,6 +74,8 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         .devices
         .iter()
         .map(PathBuf::from)
+        // The default devices are always there (see view::DEVICES).
+        .filter(|d| !view::DEVICES.iter().any(|v| Path::new(v) == d))
         .filter(|d| {
             let ok = std::fs::symlink_metadata(d).is_ok();
             if !ok {
@@ -86,7 +88,8 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         })
         .collect();
     let protected = view::protected(&grant_list, &fs, host)?;
-    let mounts = view::mounts(&grant_list, &devices, &host.home);
+    let placeholders = grants::control_placeholders(&grant_list, host);
+    let mounts = view::mounts(&grant_list, &devices, &host.home, &placeholders);
 
     let mode = net.mode.clone().unwrap_or_else(|| "filtered".into());
     let enforcement = net.enforcement.clone().unwrap_or_else(|| "kernel".into());
@@ -140,6 +143,25 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         }
     }
 
+    let fs_rules = view::landlock_rules(&grant_list, &devices, &host.home);
+    // Landlock rights only add up along a path: beneath a readable rule nothing is write-only.
+    for g in grant_list
+        .iter()
+        .filter(|g| g.access == grants::Access::WRITE)
+    {
+        let readable_above = fs_rules.iter().find(|r| {
+            Path::new(&r.path) != g.path
+                && g.path.starts_with(&r.path)
+                && r.access.iter().any(|a| a == "read_file")
+        });
+        if let Some(r) = readable_above {
+            warnings.push(format!(
+                "{} is granted write-only but lies under {}, which is readable: it is readable too",
+                g.path.display(),
+                r.path
+            ));
+        }
+    }
     let prompt = net.network_prompt.clone();
     let harness_vars: &[&str] = session.harness.map(|h| h.env).unwrap_or(&[]);
     let deny_vars = profile
@@ -173,7 +195,7 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         landlock: Landlock {
             min_abi: rights::MIN_ABI,
             required: require.iter().any(|r| r == "landlock-fs"),
-            fs: view::landlock_rules(&grant_list, &devices, &host.home),
+            fs: fs_rules,
             net: net_rules,
             scopes: vec!["abstract_unix_socket".into(), "signal".into()],
         },
@@ -200,6 +222,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
             upstream_proxy: net.upstream_proxy.clone(),
             no_proxy: net.no_proxy.clone(),
             proxy_injection: net.proxy_injection.clone(),
+            allow_private: net
+                .allow_private
+                .iter()
+                .map(|r| crate::cidr::Cidr::parse(r).map_or_else(|_| r.clone(), |c| c.to_string()))
+                .collect(),
         },
         bridges,
         facade: ext::Facade {
@@ -224,6 +251,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         format!("PATH={}", host.path),
         "TMPDIR=/tmp".to_string(),
     ];
+    fixed.extend(
+        crate::proxy_env::vars(&ext.network)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
     for (k, v) in &session.extras.env {
         fixed.retain(|kv| !kv.starts_with(&format!("{k}=")));
         fixed.push(format!("{k}={v}"));
@@ -235,7 +267,11 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         .open_files
         .map(|n| n as u64)
         .unwrap_or(DEFAULT_OPEN_FILES);
-    let cgroup = cgroup_resources(&resources);
+    let mut cgroup = cgroup_resources(&resources);
+    let device_rules = crate::devices::cgroup_rules(&devices);
+    if !device_rules.is_empty() {
+        cgroup.get_or_insert_with(oci::Resources::default).devices = device_rules;
+    }
 
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount", "user", "cgroup"]
         .iter()

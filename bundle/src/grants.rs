@@ -155,14 +155,6 @@ pub fn collect(session: &Session, warnings: &mut Vec<String>) -> Result<Vec<Gran
     if let Some(access) = workdir_access {
         check_workdir(&host.workdir, host)?;
         add(host.workdir.clone(), access, Origin::Workdir, true);
-        if access.write {
-            for c in crate::protected::WORKDIR_CONTROL {
-                let p = host.workdir.join(c);
-                if exists(&p) {
-                    add(p, Access::READ, Origin::Control, false);
-                }
-            }
-        }
         for (p, a) in crate::worktree::grants(&host.workdir, access, warnings) {
             add(p, a, Origin::Worktree, false);
         }
@@ -202,7 +194,59 @@ pub fn collect(session: &Session, warnings: &mut Vec<String>) -> Result<Vec<Gran
     for (p, access) in &session.extras.grants {
         add(normalize(p), *access, Origin::Session, false);
     }
+    for p in control_paths(host) {
+        if exists(&p) && writable_within(&p, &out) {
+            out.push(Grant {
+                path: p,
+                access: Access::READ,
+                origin: Origin::Control,
+                walk: false,
+            });
+        }
+    }
     Ok(out)
+}
+
+/// omac's control paths on this host: the workdir's and the user's.
+fn control_paths(host: &HostFacts) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = crate::protected::WORKDIR_CONTROL
+        .iter()
+        .map(|c| host.workdir.join(c))
+        .collect();
+    v.extend(
+        crate::protected::USER_CONTROL
+            .iter()
+            .filter_map(|c| host.expand(c)),
+    );
+    v
+}
+
+/// Whether the grant deciding `p` (the deepest one holding it) is writable.
+fn writable_within(p: &Path, grants: &[Grant]) -> bool {
+    grants
+        .iter()
+        .filter(|g| is_within(p, &g.path) && g.path != p)
+        .max_by_key(|g| g.path.components().count())
+        .is_some_and(|g| g.access.write)
+}
+
+/// Control directories that do not exist but would be created inside a writable grant:
+/// each gets an empty read-only tmpfs (see `protected::CONTROL_DIRS`).
+pub fn control_placeholders(grants: &[Grant], host: &HostFacts) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = crate::protected::CONTROL_DIRS
+        .iter()
+        .filter_map(|c| {
+            if c.starts_with('.') {
+                Some(host.workdir.join(c))
+            } else {
+                host.expand(c)
+            }
+        })
+        .filter(|p| !exists(p) && writable_within(p, grants))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Merges grants of the same path (rights united; a control file stays read-only), sorted
@@ -273,4 +317,54 @@ fn check_workdir(workdir: &Path, host: &HostFacts) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{s, scratch};
+
+    #[test]
+    fn control_directories_stay_read_only_even_when_missing() {
+        let sc = scratch();
+        let mount = |l: &crate::Loaded, p: &str| {
+            l.config
+                .mounts
+                .iter()
+                .find(|m| m.destination == p)
+                .map(|m| {
+                    (
+                        m.kind.clone().unwrap_or_default(),
+                        m.options.contains(&"ro".to_string()),
+                    )
+                })
+        };
+        let omac_dir = s(&sc.path("work/.omac"));
+        let user_dir = s(&sc.path("home/.config/omac"));
+        // Missing, inside writable trees: an empty read-only tmpfs in their place.
+        let l = sc.bundle(
+            "a",
+            r#"{"workdir": {"access": "readwrite"}, "filesystem": {"allow": ["~"]}}"#,
+            Default::default(),
+        );
+        assert_eq!(mount(&l, &omac_dir), Some(("tmpfs".into(), true)));
+        assert_eq!(mount(&l, &user_dir), Some(("tmpfs".into(), true)));
+        // Present: bound read-only.
+        std::fs::create_dir_all(sc.path("work/.omac/profiles")).unwrap();
+        std::fs::create_dir_all(sc.path("home/.config/omac")).unwrap();
+        let l = sc.bundle(
+            "b",
+            r#"{"workdir": {"access": "readwrite"}, "filesystem": {"allow": ["~"]}}"#,
+            Default::default(),
+        );
+        assert_eq!(mount(&l, &omac_dir), Some(("bind".into(), true)));
+        assert_eq!(mount(&l, &user_dir), Some(("bind".into(), true)));
+        // Not in a writable tree: nothing added (not even a read-only view of the home's).
+        let l = sc.bundle(
+            "c",
+            r#"{"workdir": {"access": "read"}}"#,
+            Default::default(),
+        );
+        assert_eq!(mount(&l, &omac_dir), None);
+        assert_eq!(mount(&l, &user_dir), None);
+    }
 }

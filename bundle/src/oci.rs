@@ -232,7 +232,7 @@ pub struct Device {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    /// Device cgroup rules (runc's default spec denies all; omac never adds any).
+    /// Device cgroup rules: omac adds deny-all and one allow per opt-in device node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRule>,
     /// Memory limits.

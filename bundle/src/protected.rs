@@ -107,3 +107,12 @@ pub const WORKDIR_CONTROL: &[&str] = &[
     ".opencode/sidecar.json",
     ".opencode/skill-config.yaml",
 ];
+
+/// omac's own configuration in the user's home (profiles, registry): read-only whenever a
+/// profile grants a writable tree that holds it (`$XDG_CONFIG_HOME` honoured).
+pub const USER_CONTROL: &[&str] = &["$XDG_CONFIG_HOME/omac", "~/.config/omac"];
+
+/// Control paths that are directories: when one is missing inside a writable tree, an empty
+/// read-only tmpfs takes its place, so that the agent cannot create it (a planted
+/// `.omac/profiles/default.json` would widen the next session).
+pub const CONTROL_DIRS: &[&str] = &[".omac", "$XDG_CONFIG_HOME/omac", "~/.config/omac"];

@@ -87,18 +87,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` atomically unless the file already holds exactly them (a bundle
+/// made again from the same inputs): then nothing is written, synced or renamed.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    match std::fs::read(path) {
+        Ok(old) if old == bytes => Ok(false),
+        _ => write_atomic(path, bytes, 0o644).map(|_| true),
+    }
+}
+
 /// Writes the bundle into `dir` (created if needed): `omac.json`, `config.json`, `rootfs/`.
+/// Files that already hold the same bytes are left alone.
 pub fn write(dir: &Path, rendered: &Rendered) -> Result<(), Error> {
     std::fs::create_dir_all(dir.join("rootfs")).map_err(|e| Error::io(dir, e))?;
     // omac.json first: a reader that sees the new config.json finds its matching extension.
-    write_atomic(&dir.join("omac.json"), &rendered.ext, 0o644)?;
-    write_atomic(&dir.join("config.json"), &rendered.config, 0o644)?;
+    write_if_changed(&dir.join("omac.json"), &rendered.ext)?;
+    write_if_changed(&dir.join("config.json"), &rendered.config)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_file_is_not_rewritten_and_a_changed_one_is() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f.json");
+        assert!(write_if_changed(&p, b"{}\n").unwrap());
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let first = inode(&p);
+        assert!(!write_if_changed(&p, b"{}\n").unwrap());
+        assert_eq!(inode(&p), first, "an identical file was replaced");
+        assert!(write_if_changed(&p, b"[]\n").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"[]\n");
+        let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left behind");
+    }
 
     #[test]
     fn canonical_json_sorts_every_level() {

@@ -14,7 +14,11 @@ use crate::rights;
 use crate::walk;
 use crate::Error;
 
-/// Device nodes every sandbox gets, bound from the host.
+/// Device nodes every sandbox gets. They are the OCI runtime spec's "default devices",
+/// which every runtime MUST supply itself (crun and runc create or bind them), so
+/// `config.json` does not mount them: a bind of the host's `/dev/tty` makes runc fail when
+/// it runs without a controlling terminal (it opens the mount point to place its own node).
+/// Landlock still names them, since the agent needs to open them.
 pub const DEVICES: &[&str] = &[
     "/dev/full",
     "/dev/null",
@@ -81,7 +85,12 @@ fn bind(path: &Path, access: Access, device: bool) -> Mount {
 
 /// The mounts, in order: parents before children; a grant replaces omac's tmpfs at the
 /// same place (a profile that grants `/tmp` or `~` gets the host's).
-pub fn mounts(grants: &[Grant], devices: &[PathBuf], home: &Path) -> Vec<Mount> {
+pub fn mounts(
+    grants: &[Grant],
+    devices: &[PathBuf],
+    home: &Path,
+    placeholders: &[PathBuf],
+) -> Vec<Mount> {
     let mut m: BTreeMap<PathBuf, Mount> = BTreeMap::new();
     for (p, mount) in [
         special("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
@@ -127,17 +136,21 @@ pub fn mounts(grants: &[Grant], devices: &[PathBuf], home: &Path) -> Vec<Mount> 
         &["nosuid", "nodev", "mode=700"],
     );
     m.insert(home.to_path_buf(), home_mount);
-    for d in DEVICES {
-        m.insert(
-            PathBuf::from(d),
-            bind(Path::new(d), Access::READ_WRITE, true),
-        );
-    }
     for d in devices {
         m.insert(d.clone(), bind(d, Access::READ_WRITE, true));
     }
     for g in grants {
         m.insert(g.path.clone(), bind(&g.path, g.access, false));
+    }
+    for p in placeholders {
+        let dest = p.display().to_string();
+        let (_, mount) = special(
+            &dest,
+            "tmpfs",
+            "tmpfs",
+            &["ro", "nosuid", "nodev", "noexec", "mode=555", "size=4k"],
+        );
+        m.insert(p.clone(), mount);
     }
     m.into_values().collect()
 }
@@ -254,4 +267,27 @@ pub fn protected(
             rule: rule.to_string(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_devices_are_left_to_the_runtime_but_granted_in_landlock() {
+        let home = Path::new("/home/u");
+        let gpu = PathBuf::from("/dev/dri");
+        let m = mounts(&[], std::slice::from_ref(&gpu), home, &[]);
+        for d in DEVICES {
+            assert!(m.iter().all(|x| x.destination != *d), "{d} is mounted");
+        }
+        assert!(m.iter().any(|x| x.destination == "/dev/dri"
+            && x.options.contains(&"rw".to_string())
+            && !x.options.contains(&"nodev".to_string())));
+        let rules = landlock_rules(&[], &[gpu], home);
+        for d in DEVICES.iter().copied().chain(["/dev/dri"]) {
+            let r = rules.iter().find(|r| r.path == d).expect(d);
+            assert!(r.access.contains(&"ioctl_dev".to_string()), "{d}");
+        }
+    }
 }

@@ -1,1 +1,155 @@
-//! Executes an omac bundle on Linux (being built: see issue "Runtime").
+//! Executes an omac bundle on Linux: user, mount, pid, ipc, uts, net and cgroup namespaces,
+//! the bundle's view built over an empty root, an init process as pid 1 (reaper, signal
+//! forwarder, loopback bridges), then Landlock, dropped capabilities, no_new_privs and the
+//! seccomp filter for the agent.
+//!
+//! The sandbox is built by a single-threaded process. A multi-threaded caller (the tokio
+//! session) gets a fresh one: [`run`] re-executes the omac binary as a hidden stage
+//! (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited pipe,
+//! so a multi-threaded process is never forked without exec. A caller that is verifiably
+//! single-threaded (the `omac run` command line) is its own stage: it enters the user
+//! namespace and clones init itself, which saves an exec of the omac binary per run.
+
+#![warn(missing_docs)]
+
+mod agent;
+mod bridge;
+mod caps;
+mod cgroup;
+mod error;
+pub mod fallback;
+mod init;
+mod landlock;
+mod links;
+pub mod mountopts;
+mod mounts;
+mod netdev;
+mod parent;
+mod prepare;
+pub mod probe;
+pub mod report;
+mod resolve;
+mod stage;
+mod sys;
+mod terminal;
+pub mod userns;
+pub mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+pub use error::Error;
+pub use report::{Enforcement, LayerStatus, Level, Mode, Outcome};
+pub use wire::STAGE_ARG;
+
+/// Signals omac forwards to the agent when they are sent to it (not when the terminal sends
+/// them: the agent, in the terminal's foreground process group, gets those itself).
+pub const FORWARDED_SIGNALS: &[libc::c_int] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGWINCH,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// How to run a bundle: what the session adds at run time.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Extra arguments appended to the bundle's argv.
+    pub args: Vec<String>,
+    /// Host Unix sockets bound into the sandbox's socket directory (`/run/omac`) by name,
+    /// for example `("facade.sock", "/run/user/1000/omac/abc/facade.sock")`.
+    pub sockets: Vec<(String, PathBuf)>,
+    /// Host executables bound read-only (and executable under Landlock) into the sandbox's
+    /// `<socket dir>/bin/` by name, for example `("omac", "/usr/local/bin/omac")` for the
+    /// `omac connect` that the filtered mode's `GIT_SSH_COMMAND` runs.
+    pub binaries: Vec<(String, PathBuf)>,
+    /// The host environment the agent's environment is composed from (`omac.json`'s
+    /// passthrough rules decide what passes).
+    pub host_env: Vec<(String, String)>,
+    /// Report each step (as `tracing` debug events).
+    pub verbose: bool,
+    /// Forward [`FORWARDED_SIGNALS`] sent to this process to the agent. The caller must
+    /// have blocked them in every thread (see [`block_forwarded_signals`]).
+    pub forward_signals: bool,
+    /// Re-execute this binary as the stage, always. `None`: a single-threaded caller builds
+    /// the sandbox itself; any other re-executes `/proc/self/exe`.
+    pub stage_exe: Option<PathBuf>,
+    /// A handle to signal the running sandbox from another thread.
+    pub control: Option<Control>,
+    /// When the run started (`CLOCK_MONOTONIC` ns), for the timings of `verbose`.
+    pub t0: Option<u64>,
+}
+
+impl RunOptions {
+    /// Options with the current process's environment as the host environment.
+    pub fn from_env() -> RunOptions {
+        RunOptions {
+            host_env: std::env::vars().collect(),
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// A handle on a running sandbox, usable from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pid: Arc<AtomicI32>,
+}
+
+impl Control {
+    /// A handle, attached once [`run`] has started the sandbox.
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    /// Sends `signal` to the sandbox, which forwards it to the agent. False when the
+    /// sandbox is not running.
+    pub fn signal(&self, signal: libc::c_int) -> bool {
+        let pid = self.pid.load(Ordering::SeqCst);
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        pid > 0 && unsafe { libc::kill(pid, signal) } == 0
+    }
+
+    pub(crate) fn attach(&self, pid: i32) {
+        self.pid.store(pid, Ordering::SeqCst);
+    }
+}
+
+/// Blocks [`FORWARDED_SIGNALS`] in the calling thread (and the threads it creates later), so
+/// that [`run`] with `forward_signals` receives them. Call it first thing in `main`.
+pub fn block_forwarded_signals() -> std::io::Result<()> {
+    sys::block_signals(FORWARDED_SIGNALS)
+}
+
+/// Runs the bundle and waits for the agent: builds the sandbox in a fresh stage process,
+/// reports warnings and steps through `tracing`, and returns the agent's exit status and
+/// the enforcement achieved.
+///
+/// Blocking. The stage dies with the thread that calls this (`PR_SET_PDEATHSIG`), so call
+/// it from a thread that lives until it returns (from async code: a blocking task).
+pub fn run(bundle: &omac_bundle::Loaded, options: &RunOptions) -> Result<Outcome, Error> {
+    let start = wire::now();
+    let (plan, warnings) = prepare::plan(bundle, options)?;
+    if options.verbose {
+        let t0 = options.t0.unwrap_or(start);
+        tracing::debug!(
+            "[{:7.3} ms] bundle checked and planned",
+            wire::now().saturating_sub(t0) as f64 / 1e6
+        );
+    }
+    let options = RunOptions {
+        t0: Some(options.t0.unwrap_or(start)),
+        ..options.clone()
+    };
+    parent::run(plan, warnings, &options)
+}
+
+/// The stage's entry point: the omac binary calls it, before anything else, when its first
+/// argument is [`STAGE_ARG`]. Never returns.
+pub fn stage_main() -> ! {
+    stage::main()
+}

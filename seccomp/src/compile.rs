@@ -123,8 +123,13 @@ fn condition(a: &crate::oci::Arg) -> Result<SeccompCondition, Error> {
                 .ok_or_else(|| Error::Invalid("SCMP_CMP_MASKED_EQ without valueTwo".to_string()))?,
         ),
     };
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| Error::Invalid(e.to_string()))
+    // A masked comparison whose mask and value have no high half only looks at the low 32
+    // bits: comparing just those is the same test in half the instructions.
+    let len = match (a.op, a.value >> 32, value >> 32) {
+        (Op::MaskedEqual, 0, 0) => SeccompCmpArgLen::Dword,
+        _ => SeccompCmpArgLen::Qword,
+    };
+    SeccompCondition::new(index, len, op, value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Rules of one program: syscall number to its alternative conditions (empty = always).

@@ -40,8 +40,33 @@ pub const ALLOWED_SOCKET_FAMILIES: &[(&str, i32)] = &[
     ("AF_NETLINK", libc::AF_NETLINK),
 ];
 
-/// The highest address family number Linux defines (AF_MAX - 1); higher ones fail anyway.
-const LAST_FAMILY: i32 = 45;
+/// Families are refused up to this bound (Linux defines up to 45; higher ones fail anyway
+/// with the same EAFNOSUPPORT), so that the refused set packs into few aligned blocks.
+const FAMILY_BOUND: u64 = 64;
+
+/// The refused families as aligned power-of-two blocks `(mask, value)`: a family `f` is in
+/// a block when `f & mask == value`. Each block is one rule, so the filter stays small.
+fn family_blocks(allowed: &[i32]) -> Vec<(u64, u64)> {
+    let refused = |f: u64| !allowed.contains(&(f as i32));
+    let mut out = Vec::new();
+    let mut x = 0u64;
+    while x < FAMILY_BOUND {
+        if !refused(x) {
+            x += 1;
+            continue;
+        }
+        let mut size = 1u64;
+        while x.is_multiple_of(size * 2)
+            && x + size * 2 <= FAMILY_BOUND
+            && (x..x + size * 2).all(refused)
+        {
+            size *= 2;
+        }
+        out.push((LOW32 & !(size - 1), x));
+        x += size;
+    }
+    out
+}
 
 /// `personality(2)` flags that weaken address-space randomisation or memory protection.
 const WEAKENING_PERSONALITY_FLAGS: &[u64] = &[
@@ -112,13 +137,13 @@ pub fn groups() -> Vec<Group> {
     namespace_rules.push(rule(&["clone3"], libc::ENOSYS, vec![]));
 
     let allowed: Vec<i32> = ALLOWED_SOCKET_FAMILIES.iter().map(|(_, f)| *f).collect();
-    let socket_rules = (0..=LAST_FAMILY)
-        .filter(|f| !allowed.contains(f))
-        .map(|f| {
+    let socket_rules = family_blocks(&allowed)
+        .into_iter()
+        .map(|(mask, value)| {
             rule(
                 &["socket"],
                 libc::EAFNOSUPPORT,
-                vec![masked(0, LOW32, f as u64)],
+                vec![masked(0, mask, value)],
             )
         })
         .collect();
@@ -516,11 +541,17 @@ mod tests {
     #[test]
     fn socket_rules_refuse_every_family_but_the_allowed_four() {
         let g = group("socket-families").unwrap();
-        let refused: Vec<u64> = g
-            .rules
-            .iter()
-            .map(|r| r.args[0].value_two.unwrap())
+        // Every family some rule's (mask, value) block covers.
+        let refused: Vec<u64> = (0..FAMILY_BOUND)
+            .filter(|f| {
+                g.rules.iter().any(|r| {
+                    let a = &r.args[0];
+                    f & a.value == a.value_two.unwrap()
+                })
+            })
             .collect();
+        assert_eq!(refused.len() as u64, FAMILY_BOUND - 4);
+        assert!(g.rules.len() <= 12, "{} rules", g.rules.len());
         assert!(refused.contains(&(libc::AF_PACKET as u64)));
         assert!(refused.contains(&(libc::AF_VSOCK as u64)));
         assert!(!refused.contains(&(libc::AF_UNIX as u64)));

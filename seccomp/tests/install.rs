@@ -100,6 +100,8 @@ const BAD_PTR: u64 = 1;
 
 /// Calls the default policy refuses, with arguments chosen so the kernel itself would
 /// answer something else (or succeed harmlessly) if the filter did not fire.
+// libc's ioctl request constants change type between targets, so the casts stay.
+#[allow(clippy::unnecessary_cast)]
 fn refused_probes() -> Vec<Probe> {
     use libc::*;
     let ns = [
@@ -234,6 +236,7 @@ fn refused_probes() -> Vec<Probe> {
 }
 
 /// Calls next to the refused ones that the policy must leave alone.
+#[allow(clippy::unnecessary_cast)]
 fn allowed_neighbours() -> Vec<Probe> {
     use libc::*;
     vec![

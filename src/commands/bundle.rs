@@ -51,16 +51,55 @@ pub fn create(workdir: &Path, args: CreateArgs) -> anyhow::Result<i32> {
 }
 
 /// `omac bundle explain`.
-pub fn explain(_dir: &Path, _json: bool) -> anyhow::Result<i32> {
-    Err(Failure::new(Code::Generic, "bundle explain is not implemented yet").into())
+pub fn explain(dir: &Path, json: bool) -> anyhow::Result<i32> {
+    let loaded = omac_bundle::load(dir)?;
+    let x = omac_bundle::explain::explain(&loaded);
+    let out = if json {
+        omac_bundle::explain::to_json(&x)
+    } else {
+        omac_bundle::explain::text::render(&x).into_bytes()
+    };
+    write_stdout(&out)?;
+    Ok(0)
 }
 
-/// `omac bundle diff`.
-pub fn diff(_a: &Path, _b: &Path, _json: bool) -> anyhow::Result<i32> {
-    Err(Failure::new(Code::Generic, "bundle diff is not implemented yet").into())
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
-/// `omac bundle verify`.
-pub fn verify(_dir: &Path, _schema: Option<PathBuf>) -> anyhow::Result<i32> {
-    Err(Failure::new(Code::Generic, "bundle verify is not implemented yet").into())
+/// `omac bundle diff`: exit 0 when the bundles allow the same, 1 when they differ.
+pub fn diff(a: &Path, b: &Path, json: bool) -> anyhow::Result<i32> {
+    let la = omac_bundle::load(a)?;
+    let lb = omac_bundle::load(b)?;
+    let d = omac_bundle::diff::diff(&la, &lb);
+    let out = if json {
+        omac_bundle::diff::to_json(&d)
+    } else {
+        omac_bundle::diff::render(&d).into_bytes()
+    };
+    write_stdout(&out)?;
+    Ok(if d.is_empty() { 0 } else { 1 })
+}
+
+/// `omac bundle verify`: exit 0 when every check passes, 3 when the bundle is invalid.
+pub fn verify(dir: &Path, schema: Option<PathBuf>) -> anyhow::Result<i32> {
+    let layer_digest =
+        |d: &std::path::Path| omac_skills::layer::digest(d).map_err(|e| e.to_string());
+    let opts = omac_bundle::verify::Options {
+        schema_dir: schema.as_deref(),
+        layer_digest: Some(&layer_digest),
+    };
+    let report = omac_bundle::verify::verify(dir, &opts);
+    write_stdout(report.render().as_bytes())?;
+    Ok(if report.passed() {
+        0
+    } else {
+        Code::Config as i32
+    })
 }

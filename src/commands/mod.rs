@@ -1,10 +1,22 @@
 //! One module per command; `run` dispatches.
 
 mod bundle;
+mod config;
+mod connect;
+mod deregister;
+mod doctor;
+mod list;
+mod register;
+mod run;
+mod secrets;
+mod skillctx;
+mod skills;
+mod values;
 
 use anyhow::Context;
 
 use crate::cli::{BundleCommand, Cli, Command};
+use skillctx::skill_env;
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -13,6 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
+        Command::Run(args) => run::run(&args.dir, &args.sockets, args.args, cli.verbose),
+        Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
+        Command::Doctor => doctor::run(),
+        Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -22,6 +38,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "omac", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Register(args) => register::run(&skill_env(&cli.workdir)?, args),
+        Command::Deregister(args) => deregister::run(&skill_env(&cli.workdir)?, args),
+        Command::List(args) => list::run(&skill_env(&cli.workdir)?, args),
+        Command::Secrets(c) => secrets::run(&skill_env(&cli.workdir)?, c),
+        Command::Config(c) => config::run(&skill_env(&cli.workdir)?, c),
+        Command::Skills(c) => skills::run(&skill_env(&cli.workdir)?, c),
+        Command::Facade { config } => Ok(omac_facade::standalone::run(&config)),
         Command::Bundle(b) => match b {
             BundleCommand::Create(args) => bundle::create(&workdir, args),
             BundleCommand::Explain { dir, json } => bundle::explain(&dir, json),

@@ -74,6 +74,7 @@ pub fn merge(parent: Profile, child: Profile) -> Profile {
             upstream_proxy: opt(p.upstream_proxy, c.upstream_proxy),
             no_proxy: list(p.no_proxy, c.no_proxy),
             proxy_injection: list(p.proxy_injection, c.proxy_injection),
+            allow_private: list(p.allow_private, c.allow_private),
         }),
         environment: nested(parent.environment, child.environment, |p, c| Environment {
             allow_vars: list(p.allow_vars, c.allow_vars),

@@ -127,6 +127,9 @@ pub struct Network {
     /// Extra proxy settings for clients that ignore the variables: `jvm`, `node`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_injection: Vec<String>,
+    /// Private address ranges (`10.1.0.0/16`, `fd12::/16`) the egress proxy may connect to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_private: Vec<String>,
 }
 
 /// `network.network_prompt`.

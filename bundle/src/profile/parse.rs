@@ -122,6 +122,11 @@ mod tests {
         assert!(e.contains("seccomp.deny[0]") && e.contains("nosuch"), "{e}");
         let e = err(r#"{"enforcement": {"require": ["magic"]}}"#);
         assert!(e.contains("unknown enforcement layer"), "{e}");
+        let e = err(r#"{"network": {"allow_private": ["10.0.0.0/8", "127.0.0.0/8"]}}"#);
+        assert!(
+            e.contains("network.allow_private[1]") && e.contains("not inside a private range"),
+            "{e}"
+        );
     }
 
     #[test]

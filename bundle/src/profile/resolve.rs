@@ -99,6 +99,14 @@ impl Lookup {
     }
 
     fn file(path: &Path) -> Result<Found, Error> {
+        // `./x.json` and `x.json` are one file: name it one way in messages and cycle checks.
+        let normal;
+        let path = if path.is_absolute() {
+            normal = crate::host::normalize(path);
+            normal.as_path()
+        } else {
+            path
+        };
         let text = Self::read(path)?.ok_or_else(|| {
             Error::Profile(ProfileError::one(
                 &path.display().to_string(),
@@ -170,15 +178,21 @@ impl Lookup {
             if chain.iter().any(|(f, _)| f.source == key) {
                 let mut names: Vec<String> = chain.iter().map(|(f, _)| f.source.clone()).collect();
                 names.push(key);
-                return Err(Error::Profile(ProfileError::one(
-                    &chain[0].0.source,
-                    "extends",
-                    format!(
-                        "profiles extend each other in a cycle: {}",
-                        names.join(" -> ")
-                    ),
-                    "break the cycle: one of these profiles must not extend the others".into(),
-                )));
+                // The file whose `extends` closes the loop.
+                let (closing, _) = chain.last().expect("a cycle needs a child");
+                return Err(Error::Profile(ProfileError {
+                    file: closing.source.clone(),
+                    issues: vec![Issue {
+                        path: "extends".into(),
+                        position: locate(&closing.text, &[Step::Key("extends".into())]),
+                        message: format!(
+                            "profiles extend each other in a cycle: {}",
+                            names.join(" -> ")
+                        ),
+                        fix: "break the cycle: one of these profiles must not extend the others"
+                            .into(),
+                    }],
+                }));
             }
             chain.push((current, profile));
             let Some(parent_spec) = parent_spec else {

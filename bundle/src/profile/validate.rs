@@ -247,6 +247,15 @@ fn check_network(out: &mut Issues, n: &super::model::Network) {
             );
         }
     }
+    for (i, r) in n.allow_private.iter().enumerate() {
+        if let Err(why) = crate::cidr::parse_private(r) {
+            out.add(
+                &at(&["network", "allow_private"], i),
+                format!("{r:?}: {why}"),
+                "write a private range such as \"10.20.0.0/16\" or \"fd12:3456::/48\", or one address such as \"192.168.1.20\"",
+            );
+        }
+    }
     for (i, inj) in n.proxy_injection.iter().enumerate() {
         if !matches!(inj.as_str(), "jvm" | "node") {
             out.add(

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Benchmark section "runtime": the start-to-exit time of a fully confined /bin/true.
+#
+#   omac run         the default profile's bundle: user, mount (fresh proc, minimal /dev),
+#                    pid, net, ipc, uts and cgroup namespaces, masks, Landlock, seccomp
+#   bwrap            bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true
+#   crun run         the same bundle (config.json as omac wrote it), in a copy
+#   runc run         the same bundle, in another copy
+#   unshare          unshare -Urmpf --mount-proc true
+#   true             bare /bin/true
+#
+# Prints a markdown table of medians and each one's ratio to omac's, then omac's peak RSS
+# (the largest of its processes, from wait4's rusage). Run as root on a quiet machine:
+# crun on a hybrid cgroup v1/v2 host only runs with cgroup2 unmounted, so every command runs
+# in a private mount namespace where /sys/fs/cgroup/unified is unmounted.
+#   OMAC=target/release/omac bash bench/runtime.sh      (bench/run.sh sets OMAC)
+#   RUNS=300 WARMUP=30 bash bench/runtime.sh
+set -euo pipefail
+OMAC=${OMAC:-$(cd "$(dirname "$0")/.." && pwd)/target/release/omac}
+RUNS=${RUNS:-200}
+WARMUP=${WARMUP:-20}
+for tool in hyperfine bwrap crun runc unshare python3; do
+  command -v "$tool" >/dev/null || { echo "runtime bench: $tool is missing (.ci/apt-packages)" >&2; exit 4; }
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "runtime bench: run as root (crun and runc need it here)" >&2
+  exit 4
+fi
+
+work=$(mktemp -d /tmp/omac-bench-runtime.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/home" "$work/wd"
+# A clean home and work directory: the bundle does not depend on this machine's dotfiles.
+(cd "$work/wd" && env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin \
+  "$OMAC" bundle create --out "$work/omac" -- /bin/true)
+cp -r "$work/omac" "$work/crun"
+cp -r "$work/omac" "$work/runc"
+mounts=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["mounts"]))' "$work/omac/config.json")
+
+cat > "$work/inner.sh" <<EOF
+set -e
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+cd "$work"
+# Each runtime must work before it is timed.
+"$OMAC" run "$work/omac"
+crun --root "$work/crun-state" run --bundle "$work/crun" omac-bench-crun
+runc --root "$work/runc-state" run --bundle "$work/runc" omac-bench-runc </dev/null
+hyperfine -N --warmup $WARMUP --runs $RUNS --style basic --export-json "$work/result.json" \\
+  -n omac "$OMAC run $work/omac" \\
+  -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true" \\
+  -n crun "crun --root $work/crun-state run --bundle $work/crun omac-bench-crun" \\
+  -n runc "runc --root $work/runc-state run --bundle $work/runc omac-bench-runc" \\
+  -n unshare "unshare -Urmpf --mount-proc true" \\
+  -n true "/bin/true" >/dev/null
+peak=0
+for i in \$(seq 20); do
+  k=\$( { /usr/bin/time -f %M "$OMAC" run "$work/omac" >/dev/null; } 2>&1 | tail -1)
+  [ "\$k" -gt "\$peak" ] && peak=\$k
+done
+echo "\$peak" > "$work/rss"
+EOF
+unshare -m --propagation private bash "$work/inner.sh"
+
+python3 - "$work/result.json" "$(cat "$work/rss")" "$mounts" "$RUNS" <<'EOF'
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+rss_kb, mounts, runs = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+med = {r["command"]: r["median"] * 1000 for r in res}
+what = {
+    "omac": "`omac run` (default profile: 7 namespaces, %s mounts, masks, Landlock, seccomp)" % mounts,
+    "bwrap": "`bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true`",
+    "crun": "`crun run` of the same bundle",
+    "runc": "`runc run` of the same bundle",
+    "unshare": "`unshare -Urmpf --mount-proc true`",
+    "true": "bare `/bin/true`",
+}
+print("| command | median ms | omac / it |")
+print("|---|---:|---:|")
+for name in ["omac", "bwrap", "crun", "runc", "unshare", "true"]:
+    print("| %s | %.2f | %.2fx |" % (what[name], med[name], med["omac"] / med[name]))
+print()
+print("(hyperfine -N, %s runs each, medians; `omac / it` below 1 means omac is faster)" % runs)
+print("omac peak RSS (largest of its processes, 20 runs): %.1f MB" % (rss_kb / 1024))
+ok_bwrap = med["omac"] <= med["bwrap"]
+ok_crun = med["omac"] <= 0.5 * med["crun"]
+print("goals: omac <= 1.0x bwrap: %s; omac <= 0.5x crun: %s; RSS < 10 MB: %s" % (
+    "met" if ok_bwrap else "NOT met", "met" if ok_crun else "NOT met",
+    "met" if rss_kb < 10 * 1024 else "NOT met"))
+EOF

@@ -1,0 +1,226 @@
+//! The access log: one JSON line per request (never bodies, never auth headers), written by a
+//! dedicated thread so a slow disk never stalls a request.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper::Method;
+
+use crate::Error;
+
+/// Lines are written out when a worker's buffer passes this size, or by the periodic flush.
+const FLUSH_AT: usize = 32 * 1024;
+/// How often each worker writes out what it buffered.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// One request as logged.
+#[derive(Debug, Default)]
+pub(crate) struct Record {
+    /// When the request arrived.
+    pub arrived: Option<SystemTime>,
+    /// `unix` or `tcp`.
+    pub transport: &'static str,
+    pub method: Method,
+    /// The mount; none for the status document and refused paths.
+    pub mount: Option<Arc<str>>,
+    /// The path as forwarded (without the query string, which may carry credentials).
+    pub path: String,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    /// The `X-Omac-Reason` of a refusal, or why a stream ended early.
+    pub reason: Option<&'static str>,
+}
+
+impl Record {
+    /// Appends the record as one JSON line.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ts = Rfc3339(self.arrived.unwrap_or(UNIX_EPOCH));
+        let _ = write!(
+            out,
+            "{{\"ts\":\"{ts}\",\"transport\":\"{}\",\"method\":",
+            self.transport
+        );
+        let _ = serde_json::to_writer(&mut *out, self.method.as_str());
+        out.extend_from_slice(b",\"mount\":");
+        let _ = serde_json::to_writer(&mut *out, self.mount.as_deref().unwrap_or(""));
+        out.extend_from_slice(b",\"path\":");
+        let _ = serde_json::to_writer(&mut *out, &self.path);
+        let _ = write!(
+            out,
+            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3}",
+            self.status, self.bytes_in, self.bytes_out, self.duration_ms
+        );
+        if let Some(r) = self.reason {
+            let _ = write!(out, ",\"reason\":\"{r}\"");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Opens (appends to) the access log, mode 0600; the workers share the file.
+pub(crate) fn open(path: &Path) -> Result<Arc<File>, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("creating the access log directory", dir, e))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("opening the access log", path, e))?;
+    Ok(Arc::new(file))
+}
+
+/// One worker's access log: lines gather in a buffer written out in one `write` when it
+/// fills or every [`FLUSH_EVERY`], so a request costs no system call and no thread switch.
+/// The file is opened `O_APPEND`: the workers' writes never interleave inside a line.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessLog {
+    inner: Arc<WorkerLog>,
+}
+
+#[derive(Debug)]
+struct WorkerLog {
+    file: Arc<File>,
+    buf: Mutex<Vec<u8>>,
+}
+
+impl AccessLog {
+    /// A worker's log on the shared file.
+    pub(crate) fn new(file: Arc<File>) -> AccessLog {
+        AccessLog {
+            inner: Arc::new(WorkerLog {
+                file,
+                buf: Mutex::new(Vec::with_capacity(FLUSH_AT + 1024)),
+            }),
+        }
+    }
+
+    /// Adds a record (written out when the buffer is full or at the next flush).
+    pub(crate) fn write(&self, rec: &Record) {
+        let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
+        rec.write_json(&mut buf);
+        if buf.len() >= FLUSH_AT {
+            self.write_out(&mut buf);
+        }
+    }
+
+    /// Writes out what is buffered.
+    pub(crate) fn flush(&self) {
+        let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if !buf.is_empty() {
+            self.write_out(&mut buf);
+        }
+    }
+
+    fn write_out(&self, buf: &mut Vec<u8>) {
+        if let Err(e) = (&*self.inner.file).write_all(buf) {
+            tracing::warn!("writing the access log: {e}");
+        }
+        buf.clear();
+    }
+}
+
+/// Displays a `SystemTime` as RFC 3339 UTC with milliseconds.
+pub(crate) struct Rfc3339(pub SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let secs = d.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, dd) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_millis()
+        )
+    }
+}
+
+/// `SystemTime` as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T20:22:01.123Z`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    Rfc3339(t).to_string()
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_123); // 2000-02-29
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000Z");
+    }
+
+    #[test]
+    fn writes_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("logs/facade.log");
+        let log = AccessLog::new(open(&p).unwrap());
+        log.write(&Record {
+            arrived: Some(SystemTime::now()),
+            transport: "unix",
+            method: Method::GET,
+            mount: Some(Arc::from("echo")),
+            path: "/st\"atus".into(),
+            status: 200,
+            bytes_out: 5,
+            duration_ms: 0.5,
+            ..Record::default()
+        });
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "",
+            "buffered until the flush"
+        );
+        log.write(&Record {
+            reason: Some("unknown-mount"),
+            status: 404,
+            ..Record::default()
+        });
+        log.flush();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["mount"], "echo");
+        assert_eq!(lines[0]["path"], "/st\"atus");
+        assert_eq!(lines[0]["status"], 200);
+        assert!(lines[0].get("reason").is_none());
+        assert_eq!(lines[1]["reason"], "unknown-mount");
+        assert_eq!(lines[1]["ts"], "1970-01-01T00:00:00.000Z");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,0 +1,183 @@
+//! Plain HTTP forwarding: `/<mount>/REST?Q` -> `http://127.0.0.1:PORT/REST?Q` with
+//! `X-Forwarded-Prefix: /<mount>`, the route's body limit (413) and idle timeout (504), and
+//! the answer streamed back frame by frame.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+
+use crate::answers::{refusal, refusal_closing};
+use crate::body::{FacadeBody, RequestBody, RequestStats};
+use crate::handler::{Exchange, Shared};
+use crate::headers::strip_hop_by_hop;
+use crate::routes::{Route, Target};
+use crate::upstream::{classify, Failure, Lease};
+
+/// `X-Forwarded-Prefix`.
+pub(crate) const FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// The upstream URI for `rest` and the query.
+pub(crate) fn upstream_uri(authority: &Authority, rest: &str, query: Option<&str>) -> Option<Uri> {
+    let path = if rest.is_empty() { "/" } else { rest };
+    let pq = match query {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
+        None => PathAndQuery::try_from(path).ok()?,
+    };
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
+}
+
+/// Request headers as the sidecar gets them: hop-by-hop gone, `Host` and the prefix set.
+pub(crate) fn upstream_headers(headers: &mut HeaderMap, route: &Route, target: &Target) {
+    strip_hop_by_hop(headers);
+    headers.insert(header::HOST, target.host.clone());
+    headers.insert(FORWARDED_PREFIX, route.prefix.clone());
+}
+
+/// The answer for a failed exchange with the sidecar.
+pub(crate) fn failure_answer(f: Failure) -> Response<FacadeBody> {
+    match f {
+        Failure::Refused => refusal(StatusCode::SERVICE_UNAVAILABLE, "sidecar-down"),
+        Failure::Timeout => refusal(StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        Failure::TooLarge => refusal_closing(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+        Failure::ClientIdle => refusal_closing(StatusCode::REQUEST_TIMEOUT, "request-idle"),
+        Failure::Other => refusal(StatusCode::BAD_GATEWAY, "upstream-error"),
+    }
+}
+
+/// The declared `Content-Length`, if any.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Sends the request and waits for the answer's head, giving up after the route's idle
+/// timeout without progress (the request body still arriving counts as progress).
+pub(crate) async fn send(
+    shared: &Shared,
+    route: &Route,
+    target: &Target,
+    req: Request<RequestBody>,
+    stats: &RequestStats,
+) -> Result<(Response<Incoming>, Lease), Failure> {
+    let idle = route.idle_timeout;
+    let fut = shared.pool.send(target.port, req);
+    tokio::pin!(fut);
+    let mut seen = stats.bytes.load(Ordering::Relaxed);
+    loop {
+        match tokio::time::timeout(idle, fut.as_mut()).await {
+            Ok(Ok(resp)) => return Ok(resp),
+            Ok(Err(e)) => {
+                if stats.too_large.load(Ordering::Relaxed) {
+                    return Err(Failure::TooLarge);
+                }
+                return Err(classify(&e));
+            }
+            Err(_) => {
+                let now = stats.bytes.load(Ordering::Relaxed);
+                if now == seen {
+                    return Err(Failure::Timeout);
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
+/// Forwards a plain (non-upgrade) request.
+pub(crate) async fn proxy(
+    shared: &Shared,
+    ex: &Exchange,
+    route: &Route,
+    target: &Target,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<FacadeBody> {
+    let (mut parts, body) = req.into_parts();
+    if content_length(&parts.headers).is_some_and(|n| n > route.max_body_bytes) {
+        let r = refusal_closing(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
+        ex.log_now(&r, Some(&route.mount), rest, 0);
+        return r;
+    }
+    let Some(uri) = upstream_uri(&target.authority, rest, parts.uri.query()) else {
+        let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
+        ex.log_now(&r, Some(&route.mount), rest, 0);
+        return r;
+    };
+    upstream_headers(&mut parts.headers, route, target);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let stats = Arc::new(RequestStats::default());
+    let body = (!body.is_end_stream()).then_some(body);
+    let req = Request::from_parts(
+        parts,
+        RequestBody::new(
+            body,
+            route.max_body_bytes,
+            route.idle_timeout,
+            stats.clone(),
+        ),
+    );
+    let (resp, lease) = match send(shared, route, target, req, &stats).await {
+        Ok(r) => r,
+        Err(f) => {
+            let r = failure_answer(f);
+            ex.log_now(
+                &r,
+                Some(&route.mount),
+                rest,
+                stats.bytes.load(Ordering::Relaxed),
+            );
+            return r;
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let event_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    if event_stream {
+        parts
+            .headers
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    parts.version = Version::HTTP_11;
+    let guard = ex.guard(parts.status.as_u16(), &route.mount, rest, Some(stats));
+    Response::from_parts(
+        parts,
+        FacadeBody::stream(body, route.idle_timeout, guard, Some(lease)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_upstream_uris() {
+        let a = |p: u16| Authority::try_from(format!("127.0.0.1:{p}")).unwrap();
+        let u = upstream_uri(&a(8080), "/a/b", Some("x=1&y=%20")).unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y=%20");
+        assert_eq!(upstream_uri(&a(1), "", None).unwrap().path(), "/");
+        assert_eq!(
+            upstream_uri(&a(1), "/", Some("")).unwrap().to_string(),
+            "http://127.0.0.1:1/?"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! Dropping every capability: bounding set, ambient set, then effective, permitted and
+//! inheritable.
+
+use std::io;
+
+use crate::sys;
+
+/// The capability number of CAP_SETPCAP.
+const CAP_SETPCAP: u32 = 8;
+
+/// Drops all capabilities of the calling process, for good. An unprivileged process without
+/// a user namespace (the fallback) cannot shrink its bounding set (that needs
+/// CAP_SETPCAP); it holds no capability either, and no_new_privs keeps it that way, so
+/// the bounding set is left as it is then. Returns whether the bounding set was emptied.
+pub fn drop_all() -> io::Result<bool> {
+    let mut bounding = true;
+    for cap in 0..64u64 {
+        match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
+            Ok(_) => {}
+            // Past the last capability this kernel knows.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !has_setpcap() => {
+                bounding = false;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sys::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+        0,
+    )?;
+    sys::clear_capabilities()?;
+    Ok(bounding)
+}
+
+/// Whether CAP_SETPCAP is in the effective set.
+fn has_setpcap() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << CAP_SETPCAP) != 0)
+}

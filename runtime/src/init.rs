@@ -1,0 +1,358 @@
+//! omac's init: pid 1 of the sandbox's pid namespace. It builds the view, becomes
+//! non-dumpable (the agent can neither trace it nor read its memory), starts the agent, then
+//! reaps zombies, forwards signals someone sends to the sandbox, runs the loopback bridges,
+//! and exits with the agent's status once it has killed whatever the agent left running.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use crate::bridge::{self, Listener, Relay};
+use crate::stage::Ctx;
+use crate::sys;
+use crate::wire::{Msg, RunPlan};
+use crate::{agent, mounts, netdev, FORWARDED_SIGNALS};
+
+const TOKEN_SIGNALS: u64 = u64::MAX;
+const TOKEN_LIFE: u64 = u64::MAX - 1;
+const TOKEN_LISTENER: u64 = 1 << 62;
+
+fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>) -> ! {
+    ctx.rep.fail(step, message, fix);
+    sys::exit_now(1)
+}
+
+/// Runs init: never returns.
+pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
+    if ctx.pidns {
+        // Its death takes the whole pid namespace with it.
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    }
+    // Without a pid namespace init must outlive its supervisor long enough to kill the
+    // agent's descendants: the life pipe tells it (see `supervise`).
+    // Nothing of the process that cloned init reaches the sandbox: no descriptor but 0, 1, 2,
+    // the report pipe and the life pipe; no environment; default signal actions (the
+    // supervised signals stay blocked for the signalfd).
+    let mut keep = vec![ctx.rep.fd()];
+    keep.extend(ctx.life.as_ref().map(|f| f.as_raw_fd()));
+    sys::close_all_except(&keep);
+    // SAFETY: init is single-threaded.
+    unsafe { libc::clearenv() };
+    sys::reset_dispositions();
+    ctx.rep.debug(|| "init started".to_string());
+    if ctx.cgroupns_late {
+        // Now that init sits in its own cgroup, that cgroup becomes the namespace's root.
+        // SAFETY: unshare with a namespace flag.
+        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
+            let e = io::Error::last_os_error();
+            fail(
+                &ctx,
+                "cgroup namespace",
+                sys::errno_text(&e),
+                "run `omac doctor`",
+            );
+        }
+    }
+    let fallback = ctx.private_tmp.is_some();
+    if !fallback {
+        if ctx.netns {
+            if let Err(e) = netdev::loopback_up() {
+                fail(
+                    &ctx,
+                    "loopback up",
+                    sys::errno_text(&e),
+                    "run `omac doctor`",
+                );
+            }
+        }
+        set_names(plan, &ctx);
+        if let Err(e) = mounts::build(plan, &ctx.rep) {
+            fail(&ctx, &e.step, e.message, e.fix);
+        }
+        ctx.rep
+            .debug(|| "view built; pivoted into the new root".to_string());
+    }
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0);
+    if !ctx.pidns {
+        let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
+    }
+    let listeners = start_bridges(plan, &mut ctx);
+    let sigfd = match sys::signalfd(&signals()) {
+        Ok(fd) => fd,
+        Err(e) => fail(&ctx, "signalfd", e.to_string(), "run `omac doctor`"),
+    };
+    // SAFETY: init is single-threaded; the child execs at once (agent::exec).
+    let agent = match unsafe { libc::fork() } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            fail(
+                &ctx,
+                "fork the agent",
+                sys::errno_text(&e),
+                "raise the process limit",
+            )
+        }
+        0 => {
+            drop(listeners);
+            drop(sigfd);
+            ctx.life = None;
+            agent::exec(plan, &ctx)
+        }
+        pid => {
+            ctx.rep.debug(|| "agent forked".to_string());
+            pid
+        }
+    };
+    if !ctx.attached {
+        // Also here, so that a signal forwarded right away finds the group.
+        // SAFETY: setpgid on our child.
+        unsafe { libc::setpgid(agent, agent) };
+    }
+    let code = supervise(agent, &ctx, &listeners, &sigfd);
+    sys::exit_now(code)
+}
+
+fn signals() -> Vec<libc::c_int> {
+    let mut s = FORWARDED_SIGNALS.to_vec();
+    s.push(libc::SIGCHLD);
+    s
+}
+
+fn set_names(plan: &RunPlan, ctx: &Ctx) {
+    if let Some(h) = &plan.hostname {
+        // SAFETY: valid buffer and length.
+        if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } < 0 {
+            let e = io::Error::last_os_error();
+            fail(
+                ctx,
+                "hostname",
+                sys::errno_text(&e),
+                "remove hostname or add a uts namespace",
+            );
+        }
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: valid buffer and length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
+            let e = io::Error::last_os_error();
+            fail(
+                ctx,
+                "domainname",
+                sys::errno_text(&e),
+                "remove domainname or add a uts namespace",
+            );
+        }
+    }
+}
+
+fn start_bridges(plan: &RunPlan, ctx: &mut Ctx) -> Vec<Listener> {
+    let fallback = ctx.private_tmp.is_some();
+    if fallback && plan.network_mode.as_deref() != Some("filtered") {
+        if !plan.bridges.is_empty() {
+            ctx.rep.warn(
+                "the loopback bridges are not started: without a network namespace only the \
+                 filtered mode runs them (on the host's loopback)",
+            );
+        }
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for b in &plan.bridges {
+        let target = if fallback {
+            match plan
+                .fallback
+                .sockets
+                .iter()
+                .find(|(inside, _)| *inside == b.socket)
+            {
+                Some((_, host)) => host.clone(),
+                None => PathBuf::from(&b.socket),
+            }
+        } else {
+            PathBuf::from(&b.socket)
+        };
+        let mut r = bridge::listen(&b.name, &b.listen, &target);
+        if fallback {
+            // On the host's loopback another session may hold the port: take a free one and
+            // tell the agent through its environment.
+            if let Err(e) = &r {
+                if e.raw_os_error() == Some(libc::EADDRINUSE) {
+                    if let Ok(a) = b.listen.parse::<std::net::SocketAddr>() {
+                        let any = std::net::SocketAddr::new(a.ip(), 0).to_string();
+                        r = bridge::listen(&b.name, &any, &target);
+                        if let Ok(l) = &r {
+                            let new = l.port();
+                            ctx.moved_ports.push((a.port(), new));
+                            ctx.rep.warn(format!(
+                                "bridge {}: port {} is taken on the host; it listens on {new} instead                                  (the agent's environment says so)",
+                                b.name,
+                                a.port()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        match r {
+            Ok(l) => out.push(l),
+            Err(e) => fail(
+                ctx,
+                &format!("bridge {}", b.name),
+                format!("listening on {}: {}", b.listen, sys::errno_text(&e)),
+                "free the port, or remove the bridge from omac.json",
+            ),
+        }
+    }
+    out
+}
+
+fn epoll_add(epoll: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll descriptor and event.
+    sys::cvt(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
+}
+
+/// The exit code for a wait status: the code, or 128+signal.
+fn code_of(status: i32) -> (i32, Option<i32>) {
+    if libc::WIFSIGNALED(status) {
+        let s = libc::WTERMSIG(status);
+        (128 + s, Some(s))
+    } else {
+        (libc::WEXITSTATUS(status), None)
+    }
+}
+
+/// Watches over the agent until it exits; returns the exit code.
+fn supervise(agent: libc::pid_t, ctx: &Ctx, listeners: &[Listener], sigfd: &OwnedFd) -> i32 {
+    // SAFETY: plain epoll creation.
+    let ep = match sys::cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }) {
+        // SAFETY: just created.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(e) => fail(ctx, "epoll", e.to_string(), "run `omac doctor`"),
+    };
+    let epoll = ep.as_raw_fd();
+    let mut ok = epoll_add(epoll, sigfd.as_raw_fd(), TOKEN_SIGNALS).is_ok();
+    if let Some(l) = &ctx.life {
+        ok &= epoll_add(epoll, l.as_raw_fd(), TOKEN_LIFE).is_ok();
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        ok &= epoll_add(epoll, l.fd.as_raw_fd(), TOKEN_LISTENER | i as u64).is_ok();
+    }
+    if !ok {
+        kill_all(agent, ctx);
+        fail(
+            ctx,
+            "epoll",
+            "registering descriptors failed",
+            "run `omac doctor`",
+        );
+    }
+    let mut relay = Relay::default();
+    let mut warned = false;
+    // SAFETY: epoll_event is plain data.
+    let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid buffer of 64 events.
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 64, -1) };
+        if n < 0 {
+            continue;
+        }
+        for ev in &events[..n as usize] {
+            let token = ev.u64;
+            if token == TOKEN_SIGNALS {
+                while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
+                    if sig == libc::SIGCHLD {
+                        if let Some(status) = reap(agent) {
+                            ctx.rep.debug(|| "agent exited".to_string());
+                            let (code, signal) = code_of(status);
+                            ctx.rep.send(&Msg::Exit { code, signal });
+                            kill_all(agent, ctx);
+                            return code;
+                        }
+                    } else if code != libc::SI_KERNEL {
+                        // Sent by someone (the stage forwarding omac's signals), not by the
+                        // terminal, which has already signalled the agent's process group.
+                        let target = if ctx.attached { agent } else { -agent };
+                        // SAFETY: signalling the agent.
+                        unsafe { libc::kill(target, sig) };
+                    }
+                }
+            } else if token == TOKEN_LIFE {
+                // The stage is gone: omac was killed. Nothing may outlive it.
+                kill_all(agent, ctx);
+                sys::exit_now(137);
+            } else if token & TOKEN_LISTENER != 0 {
+                let i = (token & !TOKEN_LISTENER) as usize;
+                if let Some(l) = listeners.get(i) {
+                    if let Some(e) = relay.accept(l, epoll) {
+                        if !warned {
+                            warned = true;
+                            ctx.rep.debug(|| e.clone());
+                        }
+                    }
+                }
+            } else if relay.owns(token as RawFd) {
+                relay.service_fd(token as RawFd);
+            }
+        }
+    }
+}
+
+/// Reaps every exited child; returns the agent's status if it is among them.
+fn reap(agent: libc::pid_t) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: reaping our own children.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == agent {
+            found = Some(status);
+        }
+    }
+}
+
+/// Kills every process the agent left: the whole pid namespace, or without one, every
+/// descendant (they were reparented to init, a subreaper).
+fn kill_all(agent: libc::pid_t, ctx: &Ctx) {
+    if ctx.pidns {
+        // SAFETY: pid 1 signalling every other process of its namespace.
+        unsafe { libc::kill(-1, libc::SIGKILL) };
+        return;
+    }
+    // SAFETY: signalling the agent's group (it may be gone).
+    unsafe { libc::kill(-agent, libc::SIGKILL) };
+    for _ in 0..100 {
+        let children = children();
+        if children.is_empty() {
+            break;
+        }
+        for c in children {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c, libc::SIGKILL) };
+        }
+        // SAFETY: reaping; blocks until one exits.
+        unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
+    }
+}
+
+/// The pids of init's children, from /proc.
+fn children() -> Vec<libc::pid_t> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse::<libc::pid_t>().ok()),
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,399 @@
+//! The omac side of a run: spawns the stage (posix_spawn, so a multi-threaded caller is
+//! never forked), hands it the plan, forwards signals, relays its report and waits.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::report::{Enforcement, Mode, Outcome};
+use crate::sys;
+use crate::wire::{Msg, Plan, RunPlan, Task, PLAN_FD, REPORT_FD, STAGE_ARG};
+use crate::{Error, RunOptions, FORWARDED_SIGNALS};
+
+/// A descriptor duplicated above the range the child's fixed descriptors use.
+fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor returns a new one.
+    let n = sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) })?;
+    // SAFETY: just created.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Spawns `exe __sandbox-stage` with an empty environment, default signal dispositions,
+/// an empty signal mask, and `plan_r` / `report_w` as its descriptors 3 and 4.
+pub fn spawn_stage(exe: &Path, plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_t> {
+    let plan_r = dup_high(plan_r)?;
+    let report_w = dup_high(report_w)?;
+    let path = sys::cpath(exe)?;
+    let arg0 = CString::new("omac").map_err(io::Error::other)?;
+    let arg1 = sys::cstr(STAGE_ARG)?;
+    let argv = [
+        arg0.as_ptr() as *mut libc::c_char,
+        arg1.as_ptr() as *mut _,
+        std::ptr::null_mut(),
+    ];
+    let envp = [std::ptr::null_mut::<libc::c_char>()];
+    // SAFETY: the posix_spawn objects are initialised before use and destroyed after; every
+    // pointer passed outlives the call.
+    unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut at: libc::posix_spawnattr_t = std::mem::zeroed();
+        let r = libc::posix_spawn_file_actions_init(&mut fa);
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let r = libc::posix_spawnattr_init(&mut at);
+        if r != 0 {
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let mut rc = libc::posix_spawn_file_actions_adddup2(&mut fa, plan_r.as_raw_fd(), PLAN_FD);
+        if rc == 0 {
+            rc = libc::posix_spawn_file_actions_adddup2(&mut fa, report_w.as_raw_fd(), REPORT_FD);
+        }
+        let all = {
+            let mut s: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut s);
+            s
+        };
+        let empty = sys::sigset(&[]);
+        if rc == 0 {
+            rc = libc::posix_spawnattr_setsigdefault(&mut at, &all);
+        }
+        if rc == 0 {
+            rc = libc::posix_spawnattr_setsigmask(&mut at, &empty);
+        }
+        if rc == 0 {
+            rc = libc::posix_spawnattr_setflags(
+                &mut at,
+                (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
+            );
+        }
+        let mut pid = 0;
+        if rc == 0 {
+            rc = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &fa,
+                &at,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
+        }
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut at);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(pid)
+    }
+}
+
+/// Waits for `pid`, returning its raw wait status.
+fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Runs `plan` and waits for the agent. A single-threaded caller builds the sandbox itself
+/// (it is the stage: no extra process, no exec); any other gets a re-executed stage.
+pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Result<Outcome, Error> {
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let plan = Plan {
+        // SAFETY: getpid cannot fail.
+        parent: unsafe { libc::getpid() },
+        verbose: opts.verbose,
+        t0: opts.t0.unwrap_or_else(crate::wire::now),
+        task: Task::Run(plan),
+    };
+    let result = if opts.stage_exe.is_none() && sys::single_threaded() {
+        inline(&plan, opts, &mut warnings)
+    } else {
+        spawned(&plan, opts, &mut warnings)
+    };
+    if opts.verbose {
+        let ms = crate::wire::now().saturating_sub(plan.t0) as f64 / 1e6;
+        tracing::debug!("[{ms:7.3} ms] the sandbox has ended");
+    }
+    if let Some(c) = &opts.control {
+        c.attach(0);
+    }
+    let ((enforcement, exit, fail), status) = result?;
+    if let Some(e) = fail {
+        return Err(e);
+    }
+    match exit {
+        Some((code, signal)) => Ok(Outcome {
+            exit_code: code,
+            signal,
+            enforcement,
+            warnings,
+        }),
+        None => Err(Error::Abnormal(status)),
+    }
+}
+
+/// The sandbox's end as text, for when it ended without reporting the agent's status.
+fn describe(status: i32, who: &str) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("{who} was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!(
+            "{who} exited with code {} without the agent's status",
+            libc::WEXITSTATUS(status)
+        )
+    }
+}
+
+type Ran = (Relayed, String);
+
+/// This single-threaded process is the stage: it clones init itself.
+fn inline(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+    let Task::Run(run) = &plan.task else {
+        return Err(Error::Abnormal("not a run plan".into()));
+    };
+    let old = sys::signal_mask().map_err(Error::Spawn)?;
+    let sigfd = crate::stage::block_for_supervision(opts.forward_signals).map_err(Error::Spawn)?;
+    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
+    let rep = crate::wire::Reporter::new(report_w.as_raw_fd(), plan.verbose, plan.t0);
+    let launched = crate::stage::launch(run, rep);
+    // From here only init and the agent write reports: their end of the pipe is the end.
+    drop(report_w);
+    let result = match launched {
+        Err(code) => relay(&report_r, None, &mut |_| {}, plan.verbose, warnings)
+            .map_err(Error::Spawn)
+            .map(|r| (r, format!("the sandbox could not start (code {code})"))),
+        Ok(l) => {
+            if let Some(c) = &opts.control {
+                c.attach(l.init);
+            }
+            let r = relay(
+                &report_r,
+                Some(&sigfd),
+                &mut |fd| {
+                    l.on_signals(fd);
+                },
+                plan.verbose,
+                warnings,
+            );
+            let status = l.wait();
+            l.finish();
+            r.map_err(Error::Spawn)
+                .map(|r| (r, describe(status, "the sandbox's init")))
+        }
+    };
+    let _ = sys::set_signal_mask(&old);
+    result
+}
+
+/// The omac binary re-executed as the stage, with the plan on a pipe.
+fn spawned(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+    let sigfd = if opts.forward_signals {
+        // Blocking here covers a caller that forgot to; other threads must block them too.
+        sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
+        Some(sys::signalfd(FORWARDED_SIGNALS).map_err(Error::Spawn)?)
+    } else {
+        None
+    };
+    let exe = opts
+        .stage_exe
+        .clone()
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let bytes = serde_json::to_vec(plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
+    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
+    let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
+    let pid = spawn_stage(&exe, &plan_r, &report_w)
+        .map_err(|e| Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display()))))?;
+    drop(plan_r);
+    drop(report_w);
+    if let Some(c) = &opts.control {
+        c.attach(pid);
+    }
+    // A stage that died early closes its end: the report says why, so EPIPE is not fatal.
+    let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);
+    drop(plan_w);
+    let result = relay(
+        &report_r,
+        sigfd.as_ref(),
+        &mut |fd| forward(fd.as_raw_fd(), pid),
+        opts.verbose,
+        warnings,
+    );
+    let status = wait_for(pid).map_err(Error::Spawn)?;
+    result
+        .map_err(Error::Spawn)
+        .map(|r| (r, describe(status, "the sandbox stage")))
+}
+
+type Relayed = (Enforcement, Option<(i32, Option<i32>)>, Option<Error>);
+
+/// Reads report messages until every writer is gone; `on_signal` handles the signalfd.
+fn relay(
+    report: &OwnedFd,
+    sigfd: Option<&OwnedFd>,
+    on_signal: &mut dyn FnMut(&OwnedFd),
+    verbose: bool,
+    warnings: &mut Vec<String>,
+) -> io::Result<Relayed> {
+    let mut enforcement = Enforcement::default();
+    let mut exit = None;
+    let mut fail = None;
+    let mut created = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: report.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd.map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: valid array of two pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if let Some(s) = sigfd {
+            if fds[1].revents & libc::POLLIN != 0 {
+                on_signal(s);
+            }
+        }
+        if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            continue;
+        }
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::read(report.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n as usize]);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let Ok(msg) = serde_json::from_slice::<Msg>(&line[..line.len() - 1]) else {
+                continue;
+            };
+            handle(
+                &mut created,
+                msg,
+                &mut enforcement,
+                &mut exit,
+                &mut fail,
+                verbose,
+                warnings,
+            );
+        }
+    }
+    remove_created(&created);
+    Ok((enforcement, exit, fail))
+}
+
+/// Removes the mount points created on the host, deepest first, when they are still empty
+/// (an agent may have put something there through another path; that stays).
+fn remove_created(created: &[String]) {
+    for p in created.iter().rev() {
+        let path = std::path::Path::new(p);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(path);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Forwards pending signals that someone sent (not the terminal's) to the stage.
+fn forward(sigfd: RawFd, pid: libc::pid_t) {
+    while let Some((sig, code, _)) = sys::read_signal(sigfd) {
+        if code != libc::SI_KERNEL {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+fn handle(
+    created: &mut Vec<String>,
+    msg: Msg,
+    enforcement: &mut Enforcement,
+    exit: &mut Option<(i32, Option<i32>)>,
+    fail: &mut Option<Error>,
+    verbose: bool,
+    warnings: &mut Vec<String>,
+) {
+    match msg {
+        Msg::Warn { text } => {
+            tracing::warn!("{text}");
+            warnings.push(text);
+        }
+        Msg::Debug { text } => {
+            if verbose {
+                tracing::debug!("{text}");
+            }
+        }
+        Msg::Fail { step, message, fix } => {
+            if fail.is_none() {
+                *fail = Some(if step == "user namespace" {
+                    Error::Unavailable {
+                        layer: "namespaces".into(),
+                        message,
+                        fix,
+                    }
+                } else if let Some(layer) = step.strip_prefix("require ") {
+                    Error::Unavailable {
+                        layer: layer.to_string(),
+                        message,
+                        fix,
+                    }
+                } else {
+                    Error::Setup { step, message, fix }
+                });
+            }
+        }
+        Msg::Layer { name, status } => {
+            if verbose {
+                tracing::info!("{name}: {:?} ({})", status.level, status.detail);
+            }
+            enforcement.set(&name, status);
+        }
+        Msg::Abi { abi } => enforcement.landlock_abi = abi,
+        Msg::Fallback { cause } => {
+            enforcement.mode = Mode::Fallback;
+            tracing::debug!("fallback: {cause}");
+        }
+        Msg::Exit { code, signal } => *exit = Some((code, signal)),
+        Msg::Probe { .. } => {}
+        Msg::Created { path } => created.push(path),
+    }
+}

@@ -1,0 +1,456 @@
+//! The stage: the omac binary re-executed (`omac __sandbox-stage`), single-threaded, with
+//! an empty environment. It reads its plan, dies with its parent, enters a user namespace
+//! (or, when the bundle allows, falls back to Landlock and seccomp on the host's view),
+//! places the sandbox in a cgroup, clones init into the new namespaces, forwards signals to
+//! it, and exits with its status.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use crate::cgroup::{self, Placement};
+use crate::fallback;
+use crate::report::{LayerStatus, Level};
+use crate::sys::{self, Forked};
+use crate::terminal;
+use crate::userns;
+use crate::wire::{Msg, Plan, Reporter, RunPlan, Task, PLAN_FD, REPORT_FD};
+use crate::FORWARDED_SIGNALS;
+
+/// What init and the agent need beyond the plan.
+pub struct Ctx {
+    /// Where messages go.
+    pub rep: Reporter,
+    /// omac runs attached to its controlling terminal (the agent stays in its group).
+    pub attached: bool,
+    /// init is pid 1 of a new pid namespace.
+    pub pidns: bool,
+    /// The sandbox has its own network namespace.
+    pub netns: bool,
+    /// The fallback's private temporary directory (None: namespaced run).
+    pub private_tmp: Option<PathBuf>,
+    /// init's end of the pipe that closes when the stage dies.
+    pub life: Option<OwnedFd>,
+    /// init enters a new cgroup namespace itself, after placement.
+    pub cgroupns_late: bool,
+    /// Bridge ports moved in the fallback (the bundle's was taken on the host): from, to.
+    pub moved_ports: Vec<(u16, u16)>,
+}
+
+/// The stage's entry point.
+pub fn main() -> ! {
+    let code = stage();
+    sys::exit_now(code)
+}
+
+fn stage() -> i32 {
+    let rep = Reporter::new(REPORT_FD, false, 0);
+    if sys::set_cloexec(PLAN_FD, true).is_err() || sys::set_cloexec(REPORT_FD, true).is_err() {
+        eprintln!("omac: the sandbox stage is started by omac run, not by hand");
+        return 2;
+    }
+    // Nothing the omac process had open reaches the sandbox.
+    let _ = sys::close_range(REPORT_FD as u32 + 1, u32::MAX, 0);
+    let bytes = match sys::read_to_end(PLAN_FD) {
+        Ok(b) => b,
+        Err(e) => {
+            rep.fail("read the plan", e.to_string(), "report this as a bug");
+            return 7;
+        }
+    };
+    // SAFETY: the plan descriptor is ours and read to its end.
+    unsafe { libc::close(PLAN_FD) };
+    if bytes.is_empty() {
+        // The omac process died before it sent anything.
+        return 1;
+    }
+    let plan: Plan = match serde_json::from_slice(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            rep.fail(
+                "read the plan",
+                e.to_string(),
+                "the omac binary changed during the run; retry",
+            );
+            return 7;
+        }
+    };
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != plan.parent {
+        return 1;
+    }
+    let rep = Reporter::new(REPORT_FD, plan.verbose, plan.t0);
+    rep.debug(|| "stage started".to_string());
+    match plan.task {
+        Task::Probe => crate::probe::stage(&rep),
+        Task::Run(run) => run_plan(&run, rep),
+    }
+}
+
+fn has(list: &[String], item: &str) -> bool {
+    list.iter().any(|x| x == item)
+}
+
+/// The stage's whole job: launch init, forward signals to it until it exits, clean up.
+fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
+    let sigfd = match block_for_supervision(true) {
+        Ok(fd) => fd,
+        Err(e) => {
+            rep.fail("signals", e.to_string(), "report this as a bug");
+            return 7;
+        }
+    };
+    let launched = match launch(plan, rep) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let init = launched.init;
+    let code = loop {
+        let mut pfd = libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue;
+        }
+        if let Some(code) = launched.on_signals(&sigfd) {
+            break code;
+        }
+    };
+    let _ = init;
+    launched.finish();
+    code
+}
+
+/// Blocks the forwarded signals and SIGCHLD (init inherits the mask) and returns a
+/// signalfd for them.
+pub fn block_for_supervision(forward: bool) -> io::Result<OwnedFd> {
+    let mut signals = if forward {
+        FORWARDED_SIGNALS.to_vec()
+    } else {
+        Vec::new()
+    };
+    signals.push(libc::SIGCHLD);
+    sys::block_signals(&signals)?;
+    sys::signalfd(&signals)
+}
+
+/// A started sandbox: init's pid and what to clean up once it is gone.
+pub struct Launched {
+    /// init's pid (in the caller's pid namespace).
+    pub init: libc::pid_t,
+    /// init's status once reaped.
+    status: std::cell::Cell<Option<i32>>,
+    _life: OwnedFd,
+    placement: Option<Placement>,
+    private_tmp: Option<PathBuf>,
+}
+
+impl Launched {
+    /// Handles pending signals: forwards those someone sent, reaps init. Returns init's exit
+    /// code (the agent's, or 128+signal) once it has exited.
+    pub fn on_signals(&self, sigfd: &OwnedFd) -> Option<i32> {
+        while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
+            if sig == libc::SIGCHLD {
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                if unsafe { libc::waitpid(self.init, &mut status, libc::WNOHANG) } == self.init {
+                    self.status.set(Some(if libc::WIFSIGNALED(status) {
+                        128 + libc::WTERMSIG(status)
+                    } else {
+                        libc::WEXITSTATUS(status)
+                    }));
+                }
+            } else if code != libc::SI_KERNEL {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(self.init, sig) };
+            }
+        }
+        self.status.get()
+    }
+
+    /// Waits for init (if not yet reaped) and returns its raw wait status.
+    pub fn wait(&self) -> i32 {
+        if let Some(code) = self.status.get() {
+            return if code > 128 { code - 128 } else { code << 8 };
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: reaping our own child.
+            let r = unsafe { libc::waitpid(self.init, &mut status, 0) };
+            if r == self.init
+                || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted)
+            {
+                return status;
+            }
+        }
+    }
+
+    /// Removes the run's cgroup and the fallback's temporary directory.
+    pub fn finish(self) {
+        drop(self._life);
+        if let Some(p) = self.placement {
+            p.remove();
+        }
+        if let Some(t) = &self.private_tmp {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+/// Everything up to a running init: the cgroup, the user namespace (or the fallback),
+/// init cloned into the new namespaces. The caller must be single-threaded and must have
+/// called [`block_for_supervision`]. On failure the report says why; the exit code is
+/// returned.
+pub fn launch(plan: &RunPlan, rep: Reporter) -> Result<Launched, i32> {
+    // SAFETY: getpid cannot fail.
+    let tag = unsafe { libc::getpid() }.to_string();
+    let (placement, cg_status) = match cgroup::setup(plan.resources.as_ref(), &tag) {
+        Ok(p) => p,
+        Err(cause) => {
+            if has(&plan.require, "cgroups") {
+                rep.fail("require cgroups", cause.message, cause.fix);
+                return Err(7);
+            }
+            rep.warn(format!(
+                "memory, pids and cpu limits are NOT enforced: {}",
+                cause.message
+            ));
+            (None, LayerStatus::none(cause.message))
+        }
+    };
+    rep.layer("cgroups", cg_status);
+    let (ctx, flags) = match userns::enter(&plan.uid_map, &plan.gid_map, plan.allow_setgroups) {
+        Ok(()) => {
+            rep.debug(|| "user namespace entered".to_string());
+            namespaced(plan, rep, placement.is_some())
+        }
+        Err(cause) => {
+            if has(&plan.require, "namespaces") {
+                rep.fail("user namespace", cause.message, cause.fix);
+                return Err(7);
+            }
+            (fallback_ctx(plan, rep, cause)?, 0)
+        }
+    };
+    let private_tmp = ctx.private_tmp.clone();
+    match clone_init(plan, ctx, flags, placement.as_ref()) {
+        Ok((init, life)) => Ok(Launched {
+            init,
+            status: std::cell::Cell::new(None),
+            _life: life,
+            placement,
+            private_tmp,
+        }),
+        Err(code) => {
+            if let Some(p) = placement {
+                p.remove();
+            }
+            if let Some(t) = &private_tmp {
+                let _ = std::fs::remove_dir_all(t);
+            }
+            Err(code)
+        }
+    }
+}
+
+fn namespaced(plan: &RunPlan, rep: Reporter, placed: bool) -> (Ctx, u64) {
+    let ns = |k: &str| has(&plan.namespaces, k);
+    let mut flags = 0u64;
+    let mut names = vec!["user"];
+    for (kind, flag) in [
+        ("mount", libc::CLONE_NEWNS),
+        ("pid", libc::CLONE_NEWPID),
+        ("network", libc::CLONE_NEWNET),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("time", libc::CLONE_NEWTIME),
+    ] {
+        if ns(kind) {
+            names.push(kind);
+            // The cgroup namespace is entered by init once it sits in its cgroup.
+            if !(kind == "cgroup" && placed) {
+                flags |= flag as u64;
+            }
+        }
+    }
+    let missing: Vec<&str> = ["pid", "network", "ipc", "uts", "cgroup"]
+        .into_iter()
+        .filter(|k| !ns(k))
+        .collect();
+    let (level, detail) = if missing.is_empty() {
+        (Level::Full, names.join(", "))
+    } else {
+        (
+            Level::Partial,
+            format!(
+                "{}; shared with the host: {}",
+                names.join(", "),
+                missing.join(", ")
+            ),
+        )
+    };
+    rep.layer("namespaces", LayerStatus::new(level, detail));
+    let ctx = Ctx {
+        rep,
+        attached: terminal::attached(),
+        pidns: ns("pid"),
+        netns: ns("network"),
+        private_tmp: None,
+        life: None,
+        cgroupns_late: ns("cgroup") && placed,
+        moved_ports: Vec::new(),
+    };
+    (ctx, flags)
+}
+
+fn fallback_ctx(plan: &RunPlan, rep: Reporter, cause: userns::Cause) -> Result<Ctx, i32> {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if plan.process.uid != uid || plan.process.gid != gid {
+        rep.fail(
+            "fallback",
+            format!(
+                "without a user namespace the agent runs as uid {uid} gid {gid}, but process.user asks for {} {}",
+                plan.process.uid, plan.process.gid
+            ),
+            "regenerate the bundle as this user",
+        );
+        return Err(7);
+    }
+    if plan.landlock.is_none() {
+        rep.fail(
+            "user namespace",
+            cause.message,
+            format!(
+                "{} (a plain OCI bundle has no Landlock rules to fall back on)",
+                cause.fix
+            ),
+        );
+        return Err(7);
+    }
+    rep.send(&Msg::Fallback {
+        cause: cause.message.clone(),
+    });
+    // Only what this user could actually read is worth a warning.
+    let unhidden: Vec<String> = plan
+        .fallback
+        .unhidden
+        .iter()
+        .filter(|p| {
+            sys::cstr(p).is_ok_and(|c| {
+                // SAFETY: valid C string.
+                unsafe { libc::access(c.as_ptr(), libc::R_OK) == 0 }
+            })
+        })
+        .cloned()
+        .collect();
+    let weaker = fallback::weaker(plan.network_mode.as_deref(), &unhidden);
+    rep.warn(format!(
+        "user namespaces are unavailable: {}. Running with Landlock and seccomp only, which is \
+         weaker: {}. To get the full sandbox: {}",
+        cause.message,
+        weaker.join("; "),
+        cause.fix
+    ));
+    rep.layer("namespaces", LayerStatus::none(cause.message));
+    let tmp = match private_tmp() {
+        Ok(t) => t,
+        Err(e) => {
+            rep.fail(
+                "private temporary directory",
+                e.to_string(),
+                "make /tmp writable",
+            );
+            return Err(7);
+        }
+    };
+    Ok(Ctx {
+        rep,
+        attached: terminal::attached(),
+        pidns: false,
+        netns: false,
+        private_tmp: Some(tmp),
+        life: None,
+        cgroupns_late: false,
+        moved_ports: Vec::new(),
+    })
+}
+
+/// A fresh directory only this user can enter.
+fn private_tmp() -> io::Result<PathBuf> {
+    let mut template = *b"/tmp/omac-run-XXXXXX\0";
+    // SAFETY: a writable NUL-terminated template.
+    let p = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PathBuf::from(
+        std::str::from_utf8(&template[..template.len() - 1]).map_err(io::Error::other)?,
+    ))
+}
+
+/// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
+/// write end of the pipe whose closing tells init that its supervisor is gone.
+fn clone_init(
+    plan: &RunPlan,
+    mut ctx: Ctx,
+    flags: u64,
+    placement: Option<&Placement>,
+) -> Result<(libc::pid_t, OwnedFd), i32> {
+    let (life_r, life_w) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.rep
+                .fail("pipe", e.to_string(), "raise the open file limit");
+            return Err(7);
+        }
+    };
+    let cg = placement.map(|p| p.fd.as_raw_fd());
+    let mut moved = false;
+    let forked = match (sys::clone_fork(flags, cg), placement) {
+        // No clone3 (a container's seccomp profile): the stage enters the cgroup itself and
+        // its child starts there.
+        (Err(e), Some(p)) if e.raw_os_error() == Some(libc::ENOSYS) => match p.enter_self() {
+            Ok(()) => {
+                moved = true;
+                sys::clone_fork(flags, None)
+            }
+            Err(e) => Err(e),
+        },
+        (r, _) => r,
+    };
+    if moved {
+        if let Ok(Forked::Parent(_)) = forked {
+            if let Some(p) = placement {
+                let _ = p.leave_self();
+            }
+        }
+    }
+    match forked {
+        Ok(Forked::Child) => {
+            drop(life_w);
+            ctx.life = Some(life_r);
+            crate::init::main(plan, ctx)
+        }
+        Ok(Forked::Parent(pid)) => {
+            ctx.rep.debug(|| "init cloned".to_string());
+            Ok((pid, life_w))
+        }
+        Err(e) => {
+            let fix = match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    "the kernel refused to create the namespaces; run `omac doctor`"
+                }
+                Some(libc::ENOSPC) => "a namespace limit (user.max_*_namespaces) is reached",
+                _ => "run `omac doctor`",
+            };
+            ctx.rep.fail("create namespaces", sys::errno_text(&e), fix);
+            Err(7)
+        }
+    }
+}

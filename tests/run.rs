@@ -1,0 +1,743 @@
+//! `omac run` and `omac sandbox` as a user sees them: exit codes, arguments and pipes,
+//! signals, the terminal, run-time sockets and the loopback bridges, refusals by name,
+//! resource limits, plain OCI bundles, and nothing left behind.
+
+#[path = "escape/harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+
+/// A bundle of `profile` running `argv` (any program, not the probe).
+fn bundle_of(env: &Env, profile: &str, argv: &[&str]) -> std::path::PathBuf {
+    let out = env
+        .root
+        .join(format!("b-{}", argv.join("-").len() + rand()));
+    let o = env
+        .omac()
+        .arg("--workdir")
+        .arg(&env.work)
+        .args(["bundle", "create", "--profile", profile, "--out"])
+        .arg(&out)
+        .arg("--")
+        .args(argv)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    out
+}
+
+fn rand() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * 1000
+}
+
+fn run(env: &Env, b: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut c = env.omac();
+    c.arg("run").arg(b);
+    if !extra.is_empty() {
+        c.arg("--").args(extra);
+    }
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_agents_exit_code_passes_through() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", "exit 42"]);
+    assert_eq!(run(&env, &b, &[]).status.code(), Some(42));
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", "kill -9 $$"]);
+    assert_eq!(run(&env, &b, &[]).status.code(), Some(128 + 9));
+}
+
+#[test]
+fn extra_arguments_and_pipes() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &["/bin/sh", "-c", "cat; echo \"$@\"", "sh"],
+    );
+    let mut child = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .args(["--", "one", "two"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "from stdin\none two\n");
+}
+
+#[test]
+fn the_view_is_the_bundles() {
+    let env = Env::new();
+    std::fs::write(env.work.join("file.txt"), "work\n").unwrap();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "hostname; pwd; cat file.txt; ls /proc | grep -c '^[0-9]'; ls -A \"$HOME\" | wc -l",
+        ],
+    );
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "omac");
+    assert_eq!(lines[1], env.work.display().to_string());
+    assert_eq!(lines[2], "work");
+    // pid 1 (init), the shell, ls and grep: the host's processes are not there.
+    assert!(lines[3].parse::<u32>().unwrap() <= 5, "{lines:?}");
+    assert_eq!(lines[4], "0", "the home is a fresh tmpfs");
+}
+
+fn signal_reaches_the_agent(stage_exec: bool) {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    let mut c = env.omac();
+    c.arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if stage_exec {
+        c.env("OMAC_STAGE_EXEC", "1");
+    }
+    let mut child = c.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    out.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // SAFETY: signalling our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(st.code(), Some(3));
+}
+
+#[test]
+fn signals_sent_to_omac_reach_the_agent() {
+    signal_reaches_the_agent(false);
+}
+
+#[test]
+fn signals_reach_the_agent_through_the_re_executed_stage() {
+    signal_reaches_the_agent(true);
+}
+
+/// Runs `omac run bundle` on a new pseudo-terminal; `drive` writes to and reads from it.
+fn on_terminal(
+    env: &Env,
+    bundle: &std::path::Path,
+    drive: impl FnOnce(&mut std::fs::File) -> String,
+) -> (String, Option<i32>) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        },
+        0
+    );
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: descriptors just created.
+    let (mut m, s) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut c = env.omac();
+    c.arg("run")
+        .arg(bundle)
+        .stdin(Stdio::from(s.try_clone().unwrap()))
+        .stdout(Stdio::from(s.try_clone().unwrap()))
+        .stderr(Stdio::from(s.try_clone().unwrap()));
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    // The terminal must stay open only in omac, or reading the master never ends.
+    drop(c);
+    drop(s);
+    let seen = drive(&mut m);
+    let st = child.wait().unwrap();
+    (seen, st.code())
+}
+
+fn read_until(m: &mut std::fs::File, needle: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(needle) && std::time::Instant::now() < deadline {
+        match m.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_behaves_as_without_omac() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo ready; sleep 30; echo not-interrupted",
+        ],
+    );
+    let (seen, code) = on_terminal(&env, &b, |m| {
+        let mut s = read_until(m, "ready");
+        m.write_all(b"\x03").unwrap();
+        s.push_str(&read_until(m, "\u{0}"));
+        s
+    });
+    assert!(!seen.contains("not-interrupted"), "{seen}");
+    assert_eq!(code, Some(130), "{seen}");
+}
+
+#[test]
+fn window_size_changes_reach_the_agent() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    let (seen, code) = on_terminal(&env, &b, |m| {
+        let mut s = read_until(m, "ready");
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: TIOCSWINSZ on the master with a valid winsize.
+        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        s.push_str(&read_until(m, "33 101"));
+        s
+    });
+    assert!(seen.contains("33 101"), "{seen}");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn run_time_sockets_and_the_loopback_bridge() {
+    let env = Env::new();
+    let sock = env.outside.join("facade.sock");
+    let l = UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).unwrap();
+            c.write_all(&[b"echo:".as_slice(), &buf].concat()).unwrap();
+        }
+    });
+    let script = "import socket\n\
+def get(s):\n    b = b''\n    while len(b) < 10:\n        b += s.recv(100)\n    return b.decode()\n\
+s = socket.create_connection(('127.0.0.1', 29170)); s.sendall(b'hello'); print(get(s))\n\
+u = socket.socket(socket.AF_UNIX); u.connect('/run/omac/facade.sock'); u.sendall(b'world'); print(get(u))\n";
+    let b = bundle_of(&env, "default", &["/usr/bin/python3", "-c", script]);
+    let o = env
+        .omac()
+        .arg("run")
+        .arg("--socket")
+        .arg(format!("facade.sock={}", sock.display()))
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(stdout(&o), "echo:hello\necho:world\n", "{}", text(&o));
+}
+
+fn edit_config(b: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = b.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+/// Rewrites `omac.json` and the digest that `config.json` holds of it.
+fn edit_ext(b: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = b.join("omac.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    let bytes = serde_json::to_vec_pretty(&v).unwrap();
+    std::fs::write(&p, &bytes).unwrap();
+    let d = omac_bundle::render::digest(&bytes);
+    edit_config(b, |c| {
+        c["annotations"]["org.omac.extension.digest"] = serde_json::json!(d)
+    });
+}
+
+#[test]
+fn unsupported_settings_are_refused_by_name() {
+    let env = Env::new();
+    for (field, value, want) in [
+        ("hooks", serde_json::json!({"prestart": []}), "hooks"),
+        (
+            "process.capabilities",
+            serde_json::json!({"bounding": ["CAP_KILL"]}),
+            "process.capabilities.bounding",
+        ),
+        (
+            "linux.devices",
+            serde_json::json!([{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}]),
+            "linux.devices",
+        ),
+        (
+            "linux.cgroupsPath",
+            serde_json::json!("/mine"),
+            "linux.cgroupsPath",
+        ),
+    ] {
+        let b = bundle_of(&env, "default", &["/bin/true"]);
+        edit_config(&b, |c| {
+            let mut target = &mut *c;
+            let parts: Vec<&str> = field.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                target = &mut target[*p];
+            }
+            target[parts[parts.len() - 1]] = value.clone();
+        });
+        let o = run(&env, &b, &[]);
+        assert_eq!(o.status.code(), Some(3), "{field}: {}", text(&o));
+        assert!(stderr(&o).contains(want), "{field}: {}", text(&o));
+    }
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    edit_config(&b, |c| {
+        c["mounts"][0]["options"] = serde_json::json!(["bind", "rshared"])
+    });
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("rshared"), "{}", text(&o));
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    edit_ext(&b, |e| {
+        e["landlock"]["fs"][0]["access"] = serde_json::json!(["read_everything"])
+    });
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("read_everything"), "{}", text(&o));
+}
+
+#[test]
+fn a_bundle_made_for_another_user_is_refused() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if uid == 0 {
+        // Root may map any id; the agent's own uid must still be mapped.
+        edit_config(&b, |c| {
+            c["process"]["user"]["uid"] = serde_json::json!(4242)
+        });
+        let o = run(&env, &b, &[]);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert!(stderr(&o).contains("process.user.uid"), "{}", text(&o));
+    } else {
+        edit_config(&b, |c| {
+            c["linux"]["uidMappings"][0]["hostID"] = serde_json::json!(uid + 1)
+        });
+        let o = run(&env, &b, &[]);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert!(
+            stderr(&o).contains("regenerate the bundle as this user"),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn a_landlock_abi_above_the_kernels_is_refused_when_required() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    edit_ext(&b, |e| e["landlock"]["minAbi"] = serde_json::json!(99));
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("below the bundle's minimum 99"),
+        "{}",
+        text(&o)
+    );
+    // Not required: it runs, and says Landlock is partial.
+    edit_ext(&b, |e| {
+        e["landlock"]["required"] = serde_json::json!(false);
+        e["enforcement"]["require"] = serde_json::json!(["namespaces", "seccomp"]);
+    });
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stderr(&o).contains("only partly enforced"), "{}", text(&o));
+}
+
+#[test]
+fn resource_limits_without_a_delegated_cgroup() {
+    let env = Env::new();
+    let warn = env.profile(
+        "limits",
+        r#"{"extends": "default", "resources": {"memory": "512m", "pids": 100}}"#,
+    );
+    let b = bundle_of(&env, &warn, &["/bin/true"]);
+    let o = run(&env, &b, &[]);
+    if stderr(&o).contains("NOT enforced") {
+        // This host has no delegated cgroup v2 with the memory and pids controllers.
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let req = env.profile(
+            "limits-required",
+            r#"{"extends": "default", "resources": {"memory": "512m"}, "enforcement": {"require": ["namespaces", "landlock-fs", "seccomp", "cgroups"]}}"#,
+        );
+        let b = bundle_of(&env, &req, &["/bin/true"]);
+        let o = run(&env, &b, &[]);
+        assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+        assert!(stderr(&o).contains("cgroup"), "{}", text(&o));
+    } else {
+        assert!(o.status.success(), "{}", text(&o));
+    }
+}
+
+#[test]
+fn a_plain_oci_bundle_with_its_own_root() {
+    let env = Env::new();
+    let b = env.root.join("plain");
+    for d in ["rootfs/bin", "rootfs/proc", "rootfs/dev", "rootfs/tmp"] {
+        std::fs::create_dir_all(b.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", b.join("rootfs/bin/busybox")).expect("busybox-static is needed");
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let config = serde_json::json!({
+        "ociVersion": "1.1.0",
+        "process": {
+            "user": {"uid": uid, "gid": gid},
+            "args": ["/bin/busybox", "sh", "-c", "echo plain $(/bin/busybox hostname); /bin/busybox ls /"],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "plain",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
+        ],
+        "linux": {
+            "namespaces": [{"type": "user"}, {"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {"type": "network"}],
+            "uidMappings": [{"containerID": uid, "hostID": uid, "size": 1}],
+            "gidMappings": [{"containerID": gid, "hostID": gid, "size": 1}]
+        }
+    });
+    std::fs::write(
+        b.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let before = listing(&b);
+    let o = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "plain plain\nbin\ndev\nproc\ntmp\n");
+    // config.json has no seccomp filter: the run says so.
+    assert!(stderr(&o).contains("no seccomp filter"), "{}", text(&o));
+    assert_eq!(listing(&b), before, "the bundle directory changed");
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(d: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let md = e.metadata().unwrap();
+            out.push(format!("{} {:?}", e.path().display(), md.modified().ok()));
+            if md.is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Lines of the host's mount table that mention `needle` or omac's own filesystems.
+fn our_mounts(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle) || l.contains("omac-root") || l.contains("omac-mask"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn nothing_is_left_behind() {
+    let env = Env::new();
+    // A duration no other test uses marks the agent's background children.
+    let nap = format!("30.{}{}", std::process::id(), rand());
+    let script = format!("sleep {nap} & sleep {nap} & echo started");
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", &script]);
+    let root = env.root.display().to_string();
+    let mounts_before = our_mounts(&root);
+    let bundle_before = listing(&b);
+    let o = run(&env, &b, &[]);
+    assert_eq!(stdout(&o), "started\n", "{}", text(&o));
+    // The agent's background children died with it (pid namespace), no mount reached the
+    // host (private mount namespace), and the bundle is as it was.
+    assert_eq!(our_mounts(&root), mounts_before);
+    assert_eq!(listing(&b), bundle_before);
+    let leftover: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&nap))
+        .collect();
+    assert!(leftover.is_empty(), "processes outlived the sandbox");
+}
+
+#[test]
+fn verbose_reports_the_enforcement() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    let o = env
+        .omac()
+        .args(["--verbose", "run"])
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let e = stderr(&o);
+    for want in [
+        "sandbox mode Namespaced",
+        "namespaces       full",
+        "landlock-fs      full",
+        "seccomp          full",
+    ] {
+        assert!(e.contains(want), "{want:?} missing:\n{e}");
+    }
+}
+
+#[test]
+fn omac_sandbox_runs_a_command_and_removes_its_bundle() {
+    let env = Env::new();
+    let tmp = env.root.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let o = env
+        .omac()
+        .env("TMPDIR", &tmp)
+        .args([
+            "sandbox",
+            "--profile",
+            "strict",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo in-sandbox; hostname",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "in-sandbox\nomac\n", "{}", text(&o));
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the temporary bundle was left behind"
+    );
+}
+
+#[test]
+fn a_missing_command_fails_with_the_sandbox_code() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    edit_config(&b, |c| {
+        c["process"]["args"] = serde_json::json!(["/no/such/program"])
+    });
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(stderr(&o).contains("/no/such/program"), "{}", text(&o));
+}
+
+#[test]
+fn stage_runs_only_under_omac() {
+    let o = Command::new(OMAC).arg("__sandbox-stage").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_z_and_fg_in_an_interactive_shell() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done; echo finished",
+        ],
+    );
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        },
+        0
+    );
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: descriptors just created.
+    let (mut m, s) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut c = Command::new("bash");
+    c.args(["--norc", "--noprofile", "-i"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .env("PS1", "$ ")
+        .env("TERM", "dumb")
+        .current_dir(&env.work)
+        .stdin(Stdio::from(s.try_clone().unwrap()))
+        .stdout(Stdio::from(s.try_clone().unwrap()))
+        .stderr(Stdio::from(s.try_clone().unwrap()));
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut shell = c.spawn().unwrap();
+    drop(c);
+    drop(s);
+    m.write_all(format!("{OMAC} run {}\n", b.display()).as_bytes())
+        .unwrap();
+    let seen = read_until(&mut m, "tick 2");
+    assert!(seen.contains("tick 2"), "{seen}");
+    m.write_all(b"\x1a").unwrap();
+    let seen = read_until(&mut m, "Stopped");
+    assert!(
+        seen.contains("Stopped"),
+        "Ctrl-Z did not stop the job: {seen}"
+    );
+    // Stopped for a while: no tick gets through.
+    std::thread::sleep(Duration::from_millis(800));
+    m.write_all(b"fg\n").unwrap();
+    let seen = read_until(&mut m, "finished");
+    assert!(
+        seen.contains("finished"),
+        "fg did not resume the agent: {seen}"
+    );
+    m.write_all(b"exit\n").unwrap();
+    let _ = shell.wait();
+}
+
+#[test]
+fn rlimits_apply_and_a_hard_limit_too_high_is_clamped_with_a_warning() {
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &["/bin/sh", "-c", "ulimit -Sn; ulimit -Hn"],
+    );
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "8192\n8192\n", "{}", text(&o));
+    // SAFETY: plain data filled by the kernel.
+    let mut cur: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) };
+    if cur.rlim_max == libc::RLIM_INFINITY {
+        // Nothing is above an unlimited hard limit: there is nothing to clamp here.
+        return;
+    }
+    edit_config(&b, |c| {
+        c["process"]["rlimits"] = serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": (cur.rlim_max as u64).saturating_add(1)}
+        ])
+    });
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("1024\n{}\n", cur.rlim_max),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr(&o).contains("RLIMIT_NOFILE: the hard limit"),
+        "{}",
+        text(&o)
+    );
+}
