@@ -6,7 +6,7 @@
 //! lines from concurrent omac processes never interleave.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,7 +131,11 @@ fn redact(v: Value, secrets: &[String]) -> Value {
             Value::String(out)
         }
         Value::Array(a) => Value::Array(a.into_iter().map(|x| redact(x, secrets)).collect()),
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, redact(x, secrets))).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, x)| (k, redact(x, secrets)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -187,7 +191,10 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(format_timestamp(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_timestamp(1_795_470_001, 123), "2026-11-23T21:40:01.123Z");
+        assert_eq!(
+            format_timestamp(1_795_470_001, 123),
+            "2026-11-23T21:40:01.123Z"
+        );
         assert_eq!(format_timestamp(951_782_400, 5), "2000-02-29T00:00:00.005Z");
     }
 
@@ -197,14 +204,20 @@ mod tests {
         let path = t.path().join("state/omac/audit.jsonl");
         let a = Audit::open(&path, "abc", "start").unwrap();
         a.redact("s3cr3t-value");
-        a.emit("session.start", json!({"argv": ["x", "--key=s3cr3t-value"]}));
+        a.emit(
+            "session.start",
+            json!({"argv": ["x", "--key=s3cr3t-value"]}),
+        );
         let b = a.clone();
         std::thread::spawn(move || b.emit("process.exit", json!({"code": 0})))
             .join()
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("s3cr3t-value"));
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["seq"], 1);
         assert_eq!(lines[1]["seq"], 2);
@@ -213,7 +226,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
     }
 

@@ -34,7 +34,10 @@ pub fn prepare(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (var, sub) in REDIRECTS {
         let p = dir.join(sub);
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&p)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&p)?;
         out.push((var.to_string(), p.display().to_string()));
     }
     out.push(("OMAC_CACHE_DIR".into(), dir.display().to_string()));
@@ -50,18 +53,33 @@ mod tests {
         let root = Path::new("/c");
         let w1 = Path::new("/w1");
         let w2 = Path::new("/w2");
-        assert_eq!(scope_dir(root, "global", "a", w1), scope_dir(root, "global", "b", w2));
-        assert_ne!(scope_dir(root, "workdir", "a", w1), scope_dir(root, "workdir", "a", w2));
-        assert_ne!(scope_dir(root, "config", "a", w1), scope_dir(root, "config", "b", w1));
+        assert_eq!(
+            scope_dir(root, "global", "a", w1),
+            scope_dir(root, "global", "b", w2)
+        );
+        assert_ne!(
+            scope_dir(root, "workdir", "a", w1),
+            scope_dir(root, "workdir", "a", w2)
+        );
+        assert_ne!(
+            scope_dir(root, "config", "a", w1),
+            scope_dir(root, "config", "b", w1)
+        );
     }
 
     #[test]
     fn prepare_makes_private_directories() {
         let t = tempfile::tempdir().unwrap();
         let vars = prepare(&t.path().join("s")).unwrap();
-        assert!(vars.iter().any(|(k, v)| k == "CARGO_HOME" && v.ends_with("/s/cargo")));
+        assert!(vars
+            .iter()
+            .any(|(k, v)| k == "CARGO_HOME" && v.ends_with("/s/cargo")));
         use std::os::unix::fs::PermissionsExt;
-        let m = std::fs::metadata(t.path().join("s/npm")).unwrap().permissions().mode() & 0o777;
+        let m = std::fs::metadata(t.path().join("s/npm"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, 0o700);
     }
 }

@@ -91,7 +91,9 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 /// Default largest request body.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// Host variables every sidecar receives by default (reference §1.3).
-pub const DEFAULT_BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR"];
+pub const DEFAULT_BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
+];
 
 fn read(path: &Path) -> anyhow::Result<Option<ConfigFile>> {
     let text = match std::fs::read_to_string(path) {
@@ -122,7 +124,10 @@ fn read(path: &Path) -> anyhow::Result<Option<ConfigFile>> {
         if !matches!(s.as_str(), "global" | "config" | "workdir") {
             return Err(Failure::new(
                 Code::Config,
-                format!("{}: cache.scope: unknown scope {s:?}\n  fix: write global, config or workdir", path.display()),
+                format!(
+                    "{}: cache.scope: unknown scope {s:?}\n  fix: write global, config or workdir",
+                    path.display()
+                ),
             )
             .into());
         }
@@ -135,9 +140,15 @@ fn merge(low: ConfigFile, high: ConfigFile) -> ConfigFile {
         profile: high.profile.or(low.profile),
         harness: high.harness.or(low.harness),
         facade: FacadeConfig {
-            idle_timeout_secs: high.facade.idle_timeout_secs.or(low.facade.idle_timeout_secs),
+            idle_timeout_secs: high
+                .facade
+                .idle_timeout_secs
+                .or(low.facade.idle_timeout_secs),
             max_body_bytes: high.facade.max_body_bytes.or(low.facade.max_body_bytes),
-            base_env_passthrough: high.facade.base_env_passthrough.or(low.facade.base_env_passthrough),
+            base_env_passthrough: high
+                .facade
+                .base_env_passthrough
+                .or(low.facade.base_env_passthrough),
         },
         audit: AuditConfig {
             enabled: high.audit.enabled.or(low.audit.enabled),
@@ -179,8 +190,16 @@ mod tests {
         let work = t.path().join("work");
         std::fs::create_dir_all(&user).unwrap();
         std::fs::create_dir_all(work.join(".omac")).unwrap();
-        std::fs::write(user.join("config.yaml"), "profile: strict\nfacade:\n  max_body_bytes: 5\n").unwrap();
-        std::fs::write(work.join(".omac/config.yaml"), "facade:\n  idle_timeout_secs: 9\n").unwrap();
+        std::fs::write(
+            user.join("config.yaml"),
+            "profile: strict\nfacade:\n  max_body_bytes: 5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            work.join(".omac/config.yaml"),
+            "facade:\n  idle_timeout_secs: 9\n",
+        )
+        .unwrap();
         let c = load(Some(&user), &work).unwrap();
         assert_eq!(c.values.profile.as_deref(), Some("strict"));
         assert_eq!(c.values.facade.max_body_bytes, Some(5));
@@ -192,10 +211,17 @@ mod tests {
     fn unknown_fields_name_file_field_and_fix() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join(".omac")).unwrap();
-        std::fs::write(t.path().join(".omac/config.yaml"), "facade:\n  max_bdy: 1\n").unwrap();
+        std::fs::write(
+            t.path().join(".omac/config.yaml"),
+            "facade:\n  max_bdy: 1\n",
+        )
+        .unwrap();
         let e = load(None, t.path()).unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("config.yaml:2:") && msg.contains("max_bdy") && msg.contains("fix:"), "{msg}");
+        assert!(
+            msg.contains("config.yaml:2:") && msg.contains("max_bdy") && msg.contains("fix:"),
+            "{msg}"
+        );
         assert_eq!(crate::exit::code_for(&e), Code::Config);
     }
 }
