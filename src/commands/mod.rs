@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(args) => start::start(&cli.workdir, args, cli.verbose),
         Command::Run(args) => run::run(args, cli.verbose),
         Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
-        Command::Doctor => doctor::run(),
+        Command::Doctor => doctor::run(&cli.workdir),
         Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));

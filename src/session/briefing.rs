@@ -136,9 +136,11 @@ pub fn text(f: &Facts, mounts: &[String]) -> String {
                 .join(", ")
         ));
     }
-    t.push_str(
-        "- Tool caches (npm, pip, cargo, go) point into a cache omac keeps between sessions.\n",
-    );
+    if f.mode != "blocked" {
+        t.push_str(
+            "- Tool caches (npm, pip, cargo, go) point into a cache omac keeps between sessions.\n",
+        );
+    }
     t
 }
 

@@ -63,7 +63,7 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// `global` (default), `config` or `workdir`: which sessions share tool caches.
+    /// `global` (default), `config`, `workdir` (which sessions share tool caches) or `none`.
     #[serde(default)]
     pub scope: Option<String>,
 }
@@ -121,11 +121,11 @@ fn read(path: &Path) -> anyhow::Result<Option<ConfigFile>> {
         )
     })?;
     if let Some(s) = &parsed.cache.scope {
-        if !matches!(s.as_str(), "global" | "config" | "workdir") {
+        if !matches!(s.as_str(), "global" | "config" | "workdir" | "none") {
             return Err(Failure::new(
                 Code::Config,
                 format!(
-                    "{}: cache.scope: unknown scope {s:?}\n  fix: write global, config or workdir",
+                    "{}: cache.scope: unknown scope {s:?}\n  fix: write global, config, workdir or none",
                     path.display()
                 ),
             )

@@ -72,11 +72,25 @@ pub fn prepare(
     let (layers, sidecars, facade_mounts) = skills::records(active, limits(cfg));
     let mut mounts: Vec<String> = facade_mounts.iter().map(|m| m.mount.clone()).collect();
     mounts.sort();
+    // A tool cache shared between sessions is a writable place outside the workdir: worth
+    // it where packages can be downloaded, not in blocked mode, and never with scope none.
     let scope = cfg.values.cache.scope.as_deref().unwrap_or("global");
-    let cache_dir = cache::scope_dir(&cache_root(&host.home), scope, &profile.name, &host.workdir);
-    let mut cache_vars = cache::prepare(&cache_dir)
-        .with_context(|| format!("creating the tool cache {}", cache_dir.display()))?;
-    cache_vars.push(("OMAC_CACHE_MODE".into(), "persistent".into()));
+    let blocked = profile
+        .profile
+        .network
+        .as_ref()
+        .and_then(|n| n.mode.as_deref())
+        == Some("blocked");
+    let mut grants = Vec::new();
+    let mut cache_vars = Vec::new();
+    if scope != "none" && !blocked {
+        let cache_dir =
+            cache::scope_dir(&cache_root(&host.home), scope, &profile.name, &host.workdir);
+        cache_vars = cache::prepare(&cache_dir)
+            .with_context(|| format!("creating the tool cache {}", cache_dir.display()))?;
+        cache_vars.push(("OMAC_CACHE_MODE".into(), "persistent".into()));
+        grants.push((cache_dir, Access::READ_WRITE));
+    }
     let text = match &cfg.values.sandbox.briefing {
         Some(b) => b.clone(),
         None => briefing::text(&Facts::of(profile, &host.workdir), &mounts),
@@ -91,7 +105,7 @@ pub fn prepare(
     Ok(Prepared {
         extras: Extras {
             env,
-            grants: vec![(cache_dir, Access::READ_WRITE)],
+            grants,
             skills: layers,
             sidecars,
             facade_mounts,

@@ -159,10 +159,14 @@ impl RunDir {
         // Set up under a hidden name and renamed once locked: another session cleaning up
         // never sees it unlocked.
         let setup = root.join(format!(".{run_id}.new"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&setup)
-            .with_context(|| format!("creating the session directory {}", setup.display()))?;
+        let mut made = std::fs::DirBuilder::new().mode(0o700).create(&setup);
+        if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            // Another session removed the (then empty) root meanwhile.
+            // SAFETY: getuid cannot fail.
+            private_dir(root, unsafe { libc::getuid() })?;
+            made = std::fs::DirBuilder::new().mode(0o700).create(&setup);
+        }
+        made.with_context(|| format!("creating the session directory {}", setup.display()))?;
         std::fs::set_permissions(&setup, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting {} to mode 0700", setup.display()))?;
         let lock_path = setup.join("lock");
@@ -210,6 +214,10 @@ impl Drop for RunDir {
             if let Err(e) = std::fs::remove_dir_all(&self.path) {
                 tracing::warn!("removing {}: {e}", self.path.display());
             }
+            // The root too, when this was the last session (fails while others run).
+            if let Some(root) = self.path.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
         }
     }
 }
@@ -233,6 +241,7 @@ mod tests {
         let p = d.path().to_path_buf();
         drop(d);
         assert!(!p.exists());
+        assert!(!root.exists(), "the last session removes the empty root");
     }
 
     #[test]
