@@ -198,7 +198,10 @@ pub fn skills(env: &Env) -> Section {
     };
     checks.push(Check::new(
         Status::Ok,
-        format!("registry: {} skill(s) registered for this workdir and globally", regs.len()),
+        format!(
+            "registry: {} skill(s) registered for this workdir and globally",
+            regs.len()
+        ),
         None,
     ));
     let store = crate::commands::skillctx::store(env).ok();
@@ -229,7 +232,12 @@ fn skill_checks(
                 "omac deregister --prune".into(),
             )]
         }
-        Err(e) => return vec![fail(format!("{name}: {e}"), "correct omac.yaml / SKILL.md".into())],
+        Err(e) => {
+            return vec![fail(
+                format!("{name}: {e}"),
+                "correct omac.yaml / SKILL.md".into(),
+            )]
+        }
     };
     let Some(sidecar) = skill.meta.sidecar.as_ref() else {
         return vec![fail(
@@ -241,7 +249,9 @@ fn skill_checks(
     let mut notes = Vec::new();
     match approval::check(&r.entry, &r.dir) {
         Ok(approval::Drift::Unchanged { digest }) => {
-            let present = store.and_then(|s| s.locate(&digest).ok().flatten()).is_some();
+            let present = store
+                .and_then(|s| s.locate(&digest).ok().flatten())
+                .is_some();
             if present {
                 notes.push("layer in the store".to_string());
             } else {
@@ -252,16 +262,21 @@ fn skill_checks(
                 ));
             }
         }
-        Ok(approval::Drift::Changed { registered, current, .. }) => out.push(Check::new(
+        Ok(approval::Drift::Changed {
+            registered,
+            current,
+            ..
+        }) => out.push(Check::new(
             Status::Warn,
             format!("{name}: changed since registration (approved {registered}, now {current})"),
             Some(format!("review it, then omac register {name} --force")),
         )),
-        Err(e) => out.push(fail(format!("{name}: {e}"), "check the skill directory".into())),
+        Err(e) => out.push(fail(
+            format!("{name}: {e}"),
+            "check the skill directory".into(),
+        )),
     }
-    let kc = kc
-        .get_or_insert_with(|| Keychain::open().ok())
-        .as_ref();
+    let kc = kc.get_or_insert_with(|| Keychain::open().ok()).as_ref();
     let mut missing = Vec::new();
     for s in sidecar.secrets.iter().filter(|s| s.is_required()) {
         let mut services = Vec::new();

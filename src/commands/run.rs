@@ -176,7 +176,6 @@ fn session_run(
     );
     let withheld = crate::commands::start::withheld(&active);
     let plan = host::Plan {
-        mode: "run",
         loaded,
         active,
         values: vals,

@@ -185,11 +185,12 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
     let loaded = omac_bundle::load(&bundle_dir).context("loading the session's bundle")?;
     if verbose {
         eprintln!(
-            "omac: session {run_id}: harness {}, profile {}, {} skill(s), bundle {}",
+            "omac: session {run_id}: harness {}, profile {}, {} skill(s), bundle {} (in {})",
             harness.name,
             profile.name,
             active.len(),
-            bundle_dir.display()
+            bundle_dir.display(),
+            rd.path().display()
         );
     }
     let ext = loaded.ext.as_ref();
@@ -210,7 +211,6 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
     );
     let withheld = withheld(&active);
     let plan = host::Plan {
-        mode: "start",
         loaded,
         active,
         values: vals,

@@ -38,8 +38,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the host side needs for one session.
 pub struct Plan {
-    /// `start` or `run` (the audit log's `mode`).
-    pub mode: &'static str,
     /// The bundle.
     pub loaded: Loaded,
     /// The skills whose sidecars run, and their values (same order).
@@ -132,6 +130,8 @@ struct Up {
     egress: Option<omac_egress::Handle>,
     supervisor: Option<Arc<Supervisor>>,
     relays: Vec<tokio::task::JoinHandle<()>>,
+    /// Writes the supervisor's events to the audit log; ends once the supervisor is gone.
+    events: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Up {
@@ -155,6 +155,10 @@ impl Up {
             }
         };
         tokio::join!(facade, egress, sup);
+        // The supervisor is dropped: its last events (sidecar.stop) reach the log.
+        if let Some(t) = self.events {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
     }
 }
 
@@ -375,7 +379,7 @@ async fn bring_up_and_run(
     }
     let supervisor = Arc::new(Supervisor::new(sup_config, table.clone()));
     up.supervisor = Some(supervisor.clone());
-    spawn_event_log(&supervisor, &plan.audit, counters);
+    up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters));
     if !specs.is_empty() {
         let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
         let show = progress::Progress::start(&supervisor, names);
@@ -391,7 +395,7 @@ async fn bring_up_and_run(
                 },
             }
         };
-        show.finish();
+        show.finish(matches!(outcome, Some(Ok(()))));
         match outcome {
             Some(r) => r.map_err(|e| {
                 anyhow::Error::new(e)
@@ -488,7 +492,11 @@ fn argv_of(loaded: &Loaded, args: &[String]) -> Vec<String> {
 }
 
 /// Audit events (and the `--json` figures) from the supervisor's events.
-fn spawn_event_log(sup: &Supervisor, audit: &Audit, counters: &Arc<Counters>) {
+fn spawn_event_log(
+    sup: &Supervisor,
+    audit: &Audit,
+    counters: &Arc<Counters>,
+) -> tokio::task::JoinHandle<()> {
     let mut rx = sup.events();
     let audit = audit.clone();
     let c = counters.clone();
@@ -562,7 +570,7 @@ fn spawn_event_log(sup: &Supervisor, audit: &Audit, counters: &Arc<Counters>) {
                 SidecarEvent::Probing { .. } => {}
             }
         }
-    });
+    })
 }
 
 type Ran = (i32, Option<i32>, Option<Enforcement>, Vec<String>);
@@ -648,10 +656,24 @@ async fn run_on_host(plan: &mut Plan, host_env: Vec<(String, String)>) -> anyhow
     let Some((prog, rest)) = argv.split_first() else {
         return Err(Failure::new(Code::Config, "the bundle's command is empty").into());
     };
+    // The bundle's OMAC_* variables (skills, harness, version) that the host side does not
+    // set itself, and a TMPDIR of the session's own.
+    let mut env = host_env;
+    for kv in &plan.loaded.config.process.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            if k.starts_with("OMAC_") && !env.iter().any(|(x, _)| x == k) {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    let tmp = plan.rundir.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    env.retain(|(k, _)| k != "TMPDIR");
+    env.push(("TMPDIR".into(), tmp.display().to_string()));
     let mut cmd = std::process::Command::new(prog);
     cmd.args(rest)
         .env_clear()
-        .envs(host_env)
+        .envs(env)
         .current_dir(&plan.loaded.config.process.cwd);
     // SAFETY: the hook only calls sigemptyset and sigprocmask (async-signal-safe).
     unsafe {

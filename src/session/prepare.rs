@@ -22,8 +22,6 @@ pub struct Prepared {
     pub extras: Extras,
     /// The briefing text.
     pub briefing: String,
-    /// The active mounts.
-    pub mounts: Vec<String>,
 }
 
 /// Whether a profile gives the sandbox its own network namespace (init's bridges exist).
@@ -111,7 +109,6 @@ pub fn prepare(
             facade_mounts,
         },
         briefing: text,
-        mounts,
     })
 }
 

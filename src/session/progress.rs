@@ -87,25 +87,24 @@ impl Progress {
         Progress { state, task }
     }
 
-    /// Ends the display (its line is completed on a terminal).
-    pub fn finish(self) {
+    /// Ends the display: says how long the sidecars took, or just ends the line when they
+    /// failed (the error follows).
+    pub fn finish(self, ok: bool) {
         self.task.abort();
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.shown {
-            let mut err = std::io::stderr().lock();
-            if s.tty {
-                let _ = writeln!(
-                    err,
-                    "\r\x1b[Komac: sidecars ready after {:.1} s",
-                    s.started.elapsed().as_secs_f64()
-                );
-            } else {
-                let _ = writeln!(
-                    err,
-                    "omac: sidecars ready after {:.1} s",
-                    s.started.elapsed().as_secs_f64()
-                );
-            }
+        if !s.shown {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let clear = if s.tty { "\r\x1b[K" } else { "" };
+        if ok {
+            let _ = writeln!(
+                err,
+                "{clear}omac: sidecars ready after {:.1} s",
+                s.started.elapsed().as_secs_f64()
+            );
+        } else if s.tty {
+            let _ = writeln!(err);
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct Active {
     /// The skill directory the layer was made from.
     pub source: PathBuf,
     /// Holds the layer against `omac skills gc` while the session runs.
-    pub pin: Option<Pin>,
+    pub _pin: Option<Pin>,
     /// It changed since registration and runs anyway (`--accept-skill-changes`).
     pub accepted_change: bool,
 }
@@ -128,7 +128,7 @@ pub fn in_scope(
             digest: run.digest,
             layer: run.path,
             source: r.dir,
-            pin: Some(run.pin),
+            _pin: Some(run.pin),
             accepted_change: run.accepted_change,
         });
     }
@@ -293,7 +293,7 @@ pub fn from_bundle(
             digest: layer.digest.clone(),
             layer: path,
             source: PathBuf::from(&layer.source),
-            pin: Some(pin),
+            _pin: Some(pin),
             accepted_change: false,
         });
     }
