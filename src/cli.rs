@@ -22,6 +22,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start an agent (opencode by default) in a sandbox, with your skills
+    Start(StartArgs),
     /// Make, explain, compare and check OCI bundles
     #[command(subcommand)]
     Bundle(BundleCommand),
@@ -122,6 +124,46 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
+/// `omac start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The agent: opencode (oc, the default), claude-code (claude, cc), codex (cx)
+    pub harness: Option<String>,
+    /// Sandbox profile, by name or path [default: config.yaml's, else default]
+    #[arg(long, short, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Run this command instead of the harness's binary (split at spaces)
+    #[arg(long, value_name = "CMD")]
+    pub inner: Option<String>,
+    /// Run the agent WITHOUT a sandbox, skills still working (debugging omac only)
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Keep the facade and sidecars up after the agent exits, until Ctrl-C or SIGTERM
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Run skills that changed since they were registered (says so loudly)
+    #[arg(long)]
+    pub accept_skill_changes: bool,
+    /// Let the agent reach this port on the host's 127.0.0.1 (a database, a dev service)
+    #[arg(long = "open-port", value_name = "PORT")]
+    pub open_ports: Vec<u16>,
+    /// Make a server the agent runs on this port reachable at the host's 127.0.0.1:PORT
+    #[arg(long = "publish", value_name = "PORT")]
+    pub publish: Vec<u16>,
+    /// Write the audit log here [default: ~/.local/state/omac/audit.jsonl]
+    #[arg(long, value_name = "PATH", conflicts_with = "no_audit")]
+    pub audit_log: Option<PathBuf>,
+    /// Write no audit log
+    #[arg(long)]
+    pub no_audit: bool,
+    /// Print a JSON summary on stdout at the end (exit code, duration, enforcement, denials)
+    #[arg(long)]
+    pub json: bool,
+    /// Arguments for the agent
+    #[arg(last = true, value_name = "INNER ARGS")]
+    pub args: Vec<String>,
+}
+
 /// `omac run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -130,6 +172,15 @@ pub struct RunArgs {
     /// Bind the host Unix socket PATH into the sandbox's socket directory as NAME
     #[arg(long = "socket", value_name = "NAME=PATH")]
     pub sockets: Vec<String>,
+    /// Print a JSON summary on stdout at the end (exit code, duration, enforcement, denials)
+    #[arg(long)]
+    pub json: bool,
+    /// Write the audit log here [default: ~/.local/state/omac/audit.jsonl]
+    #[arg(long, value_name = "PATH", conflicts_with = "no_audit")]
+    pub audit_log: Option<PathBuf>,
+    /// Write no audit log
+    #[arg(long)]
+    pub no_audit: bool,
     /// Arguments appended to the bundle's command
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -290,5 +341,13 @@ pub enum SkillsCommand {
     Digest {
         /// The skill directory
         dir: PathBuf,
+    },
+    /// Copy a skill directory into the layer store, approving that content for `omac run`
+    Import {
+        /// The skill directory
+        dir: PathBuf,
+        /// Refuse unless the directory has this digest (from the bundle's omac.json)
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
     },
 }

@@ -5,6 +5,7 @@ mod commands;
 mod exit;
 mod paths;
 mod secrets;
+mod session;
 
 use clap::Parser;
 

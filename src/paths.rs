@@ -19,3 +19,8 @@ fn xdg(var: &str, fallback: &str) -> Option<PathBuf> {
 pub fn config_dir() -> Option<PathBuf> {
     xdg("XDG_CONFIG_HOME", ".config").map(|d| d.join("omac"))
 }
+
+/// `~/.local/state/omac` (or `$XDG_STATE_HOME/omac`).
+pub fn state_dir() -> Option<PathBuf> {
+    xdg("XDG_STATE_HOME", ".local/state").map(|d| d.join("omac"))
+}

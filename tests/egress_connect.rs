@@ -26,6 +26,7 @@ fn policy(allow: &[&str]) -> NetworkPolicy {
         listen_ports: vec![],
         allow_tcp_connect: vec![],
         open_ports: vec![],
+        publish_ports: vec![],
         prompt: Prompt {
             enabled: false,
             timeout_secs: 60,

@@ -132,6 +132,10 @@ pub struct NetworkPolicy {
     /// Host loopback ports the agent may reach.
     #[serde(default)]
     pub open_ports: Vec<u16>,
+    /// Ports a server inside listens on, published on the host's `127.0.0.1` (init relays
+    /// each connection the host side accepts to the port inside the network namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_ports: Vec<u16>,
     /// The prompt for undecided hosts.
     pub prompt: Prompt,
     /// Corporate proxy to chain through.

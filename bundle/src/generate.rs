@@ -23,6 +23,14 @@ pub const EGRESS_PORT: u16 = 29171;
 pub const FACADE_SOCKET: &str = "/run/omac/facade.sock";
 /// The egress proxy socket inside the sandbox.
 pub const EGRESS_SOCKET: &str = "/run/omac/egress.sock";
+/// Ports the bridges of omac itself use inside; profiles cannot open or publish them.
+pub const RESERVED_PORTS: &[u16] = &[FACADE_PORT, EGRESS_PORT];
+
+/// The socket (inside the sandbox, under `/run/omac`) an open port's bridge forwards to:
+/// the host side of the session listens there and connects to `127.0.0.1:PORT` on the host.
+pub fn open_port_socket(port: u16) -> String {
+    format!("/run/omac/port-{port}.sock")
+}
 /// Default RLIMIT_NOFILE when the profile does not set `resources.open_files`.
 pub const DEFAULT_OPEN_FILES: u64 = 8192;
 
@@ -106,8 +114,25 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         p.dedup();
         p
     };
-    let listen = ports(&net.listen_port);
-    let open_ports = ports(&net.open_port);
+    let reserved = |what: &str, mut v: Vec<u16>, warnings: &mut Vec<String>| {
+        v.retain(|p| {
+            let taken = RESERVED_PORTS.contains(p);
+            if taken {
+                warnings.push(format!(
+                    "network.{what} {p}: omac's own bridges use this port inside the sandbox; it is ignored"
+                ));
+            }
+            !taken
+        });
+        v
+    };
+    let publish_ports = reserved("publish_port", ports(&net.publish_port), warnings);
+    let mut listen = ports(&net.listen_port);
+    // A published port is one the agent listens on.
+    listen.extend(publish_ports.iter().copied());
+    listen.sort();
+    listen.dedup();
+    let open_ports = reserved("open_port", ports(&net.open_port), warnings);
     let net_rules = if mode == "open" && !listen.is_empty() {
         let mut bind = listen.clone();
         bind.extend(open_ports.iter().filter(|p| **p != 0));
@@ -139,6 +164,15 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
                 name: "egress".into(),
                 listen: format!("127.0.0.1:{EGRESS_PORT}"),
                 socket: EGRESS_SOCKET.into(),
+            });
+        }
+        // Host loopback ports, reached through a socket the session forwards to the host's
+        // 127.0.0.1:PORT (0, "any port", exists only on macOS and has no bridge).
+        for p in open_ports.iter().filter(|p| **p != 0) {
+            bridges.push(Bridge {
+                name: format!("port-{p}"),
+                listen: format!("127.0.0.1:{p}"),
+                socket: open_port_socket(*p),
             });
         }
     }
@@ -207,6 +241,7 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
             listen_ports: listen,
             allow_tcp_connect: ports(&net.allow_tcp_connect),
             open_ports,
+            publish_ports,
             prompt: Prompt {
                 enabled: prompt.as_ref().is_some_and(|p| p.enabled.unwrap_or(true)),
                 timeout_secs: prompt

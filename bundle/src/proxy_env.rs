@@ -77,6 +77,7 @@ mod tests {
             listen_ports: vec![],
             allow_tcp_connect: vec![],
             open_ports: vec![],
+            publish_ports: vec![],
             prompt: Prompt {
                 enabled: false,
                 timeout_secs: 60,

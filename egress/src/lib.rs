@@ -34,6 +34,7 @@ pub mod prompt;
 pub mod resolve;
 mod server;
 mod socks;
+pub mod test_hooks;
 pub mod tunnel;
 pub mod upstream;
 pub mod verdict;

@@ -78,6 +78,47 @@ pub(crate) fn open(path: &Path) -> Result<Arc<File>, Error> {
     Ok(Arc::new(file))
 }
 
+/// One request as the facade's observer sees it (the audit log's `facade.request`): the
+/// same facts as the access log line, never bodies, headers or the query string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestEvent<'a> {
+    /// `unix` or `tcp`.
+    pub transport: &'static str,
+    /// The request method.
+    pub method: &'a str,
+    /// The mount; empty for the status document and refused paths.
+    pub mount: &'a str,
+    /// The path as forwarded (without the query string).
+    pub path: &'a str,
+    /// The answer's status.
+    pub status: u16,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Answer body bytes sent.
+    pub bytes_out: u64,
+    /// Time from arrival to the end of the answer.
+    pub duration_ms: f64,
+    /// The `X-Omac-Reason` of a refusal, or why a stream ended early.
+    pub reason: Option<&'static str>,
+}
+
+/// Receives every request the facade answers (called on the facade's threads: keep it short).
+#[derive(Clone)]
+pub struct RequestObserver(pub Arc<dyn Fn(&RequestEvent<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for RequestObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestObserver")
+    }
+}
+
+impl RequestObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(&RequestEvent<'_>) + Send + Sync + 'static) -> RequestObserver {
+        RequestObserver(Arc::new(f))
+    }
+}
+
 /// One worker's access log: lines gather in a buffer written out in one `write` when it
 /// fills or every [`FLUSH_EVERY`], so a request costs no system call and no thread switch.
 /// The file is opened `O_APPEND`: the workers' writes never interleave inside a line.
@@ -88,16 +129,24 @@ pub(crate) struct AccessLog {
 
 #[derive(Debug)]
 struct WorkerLog {
-    file: Arc<File>,
+    file: Option<Arc<File>>,
+    observer: Option<RequestObserver>,
     buf: Mutex<Vec<u8>>,
 }
 
 impl AccessLog {
     /// A worker's log on the shared file.
+    #[cfg(test)]
     pub(crate) fn new(file: Arc<File>) -> AccessLog {
+        AccessLog::with(Some(file), None)
+    }
+
+    /// A worker's log on the shared file (if any), reporting to `observer` (if any).
+    pub(crate) fn with(file: Option<Arc<File>>, observer: Option<RequestObserver>) -> AccessLog {
         AccessLog {
             inner: Arc::new(WorkerLog {
                 file,
+                observer,
                 buf: Mutex::new(Vec::with_capacity(FLUSH_AT + 1024)),
             }),
         }
@@ -105,6 +154,22 @@ impl AccessLog {
 
     /// Adds a record (written out when the buffer is full or at the next flush).
     pub(crate) fn write(&self, rec: &Record) {
+        if let Some(o) = &self.inner.observer {
+            (o.0)(&RequestEvent {
+                transport: rec.transport,
+                method: rec.method.as_str(),
+                mount: rec.mount.as_deref().unwrap_or(""),
+                path: &rec.path,
+                status: rec.status,
+                bytes_in: rec.bytes_in,
+                bytes_out: rec.bytes_out,
+                duration_ms: rec.duration_ms,
+                reason: rec.reason,
+            });
+        }
+        if self.inner.file.is_none() {
+            return;
+        }
         let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
         rec.write_json(&mut buf);
         if buf.len() >= FLUSH_AT {
@@ -121,8 +186,10 @@ impl AccessLog {
     }
 
     fn write_out(&self, buf: &mut Vec<u8>) {
-        if let Err(e) = (&*self.inner.file).write_all(buf) {
-            tracing::warn!("writing the access log: {e}");
+        if let Some(file) = &self.inner.file {
+            if let Err(e) = (&**file).write_all(buf) {
+                tracing::warn!("writing the access log: {e}");
+            }
         }
         buf.clear();
     }

@@ -61,6 +61,40 @@ pub(crate) fn check_and_strip(headers: &mut HeaderMap, token: &str) -> bool {
     false
 }
 
+/// Removes the token when it is the first segment of the request's path (`/TOKEN/rest` ->
+/// `/rest`, `/TOKEN` -> `/`), keeping the query; true when it was there.
+pub(crate) fn strip_path_token<B>(req: &mut hyper::Request<B>, token: &str) -> bool {
+    let uri = req.uri();
+    let path = uri.path();
+    let Some(after) = path.strip_prefix('/') else {
+        return false;
+    };
+    let (first, rest) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    if !constant_time_eq(first.as_bytes(), token.as_bytes()) {
+        return false;
+    }
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    match hyper::http::uri::PathAndQuery::try_from(pq) {
+        Ok(p) => parts.path_and_query = Some(p),
+        Err(_) => return false,
+    }
+    match hyper::Uri::from_parts(parts) {
+        Ok(u) => {
+            *req.uri_mut() = u;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +106,24 @@ mod tests {
         let b = generate_token().unwrap();
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn path_tokens_are_stripped_with_the_query_kept() {
+        let mut r = hyper::Request::get("/tok123/echo/status?a=1")
+            .body(())
+            .unwrap();
+        assert!(strip_path_token(&mut r, "tok123"));
+        assert_eq!(r.uri().path(), "/echo/status");
+        assert_eq!(r.uri().query(), Some("a=1"));
+        let mut r = hyper::Request::get("/tok123").body(()).unwrap();
+        assert!(strip_path_token(&mut r, "tok123"));
+        assert_eq!(r.uri().path(), "/");
+        for p in ["/tok12/echo", "/tok1234/echo", "/echo/tok123", "/"] {
+            let mut r = hyper::Request::get(p).body(()).unwrap();
+            assert!(!strip_path_token(&mut r, "tok123"), "{p}");
+            assert_eq!(r.uri().path(), p);
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct FacadeConfig {
     pub allowed_uids: Vec<u32>,
     /// Access log file (one JSON line per request); none means no access log.
     pub access_log: Option<PathBuf>,
+    /// Called for every request answered (the session's audit log), with or without a file.
+    pub observer: Option<crate::RequestObserver>,
     /// Longest time a client may take to send a request head; it also bounds how long an idle
     /// keep-alive connection stays open (slow clients are cut off after it).
     pub header_read_timeout: Duration,
@@ -36,7 +38,10 @@ pub struct FacadeConfig {
     pub workers: usize,
 }
 
-/// The optional loopback TCP listener.
+/// The optional loopback TCP listener. A request carries the token in `Authorization:
+/// Bearer TOKEN` or `X-Omac-Facade-Token: TOKEN`, or as the first segment of its path
+/// (`/TOKEN/echo/status`, removed before routing): a base URL with the token in it lets
+/// plain HTTP clients (`curl $OMAC_BASE/echo/status`) authenticate without headers.
 #[derive(Debug, Clone)]
 pub struct TcpConfig {
     /// Port on 127.0.0.1 (0: any free port; the bound one is in the handle).
@@ -53,6 +58,7 @@ impl FacadeConfig {
             tcp: None,
             allowed_uids: Vec::new(),
             access_log: None,
+            observer: None,
             header_read_timeout: Duration::from_secs(20),
             max_header_bytes: 64 * 1024,
             max_headers: 100,

@@ -161,9 +161,14 @@ pub(crate) async fn handle(
         log: shared.log.clone(),
     };
 
-    // The token of the TCP listener; never forwarded, on either transport.
+    // The token of the TCP listener; never forwarded, on either transport. A token leading
+    // the path is removed first, whatever else authorizes the request, so that it never
+    // reaches a route, a sidecar or the log.
     let authorized = match (&shared.token, transport) {
-        (Some(t), Transport::Tcp) => auth::check_and_strip(req.headers_mut(), t),
+        (Some(t), Transport::Tcp) => {
+            let in_path = auth::strip_path_token(&mut req, t);
+            auth::check_and_strip(req.headers_mut(), t) || in_path
+        }
         _ => {
             req.headers_mut().remove(auth::TOKEN_HEADER);
             true

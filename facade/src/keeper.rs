@@ -76,12 +76,16 @@ fn run(cmd: &[OsString], grace: Duration) -> i32 {
     let me = std::process::id() as libc::pid_t;
     let mut c = std::process::Command::new(&cmd[0]);
     c.args(&cmd[1..]).process_group(0);
-    // SAFETY: the hook only makes async-signal-safe calls (sigprocmask, prctl, getppid).
+    // SAFETY: the hook only makes async-signal-safe calls (sigemptyset, sigprocmask, prctl,
+    // getppid).
     unsafe {
         c.pre_exec(move || {
             // The mask is inherited across fork and exec: the sidecar must not start with
-            // SIGTERM blocked, or it would never see the keeper's request to stop.
-            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            // SIGTERM blocked, or it would never see the keeper's request to stop, nor with
+            // any signal omac itself blocks (it starts with an empty mask, as from a shell).
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -41,6 +41,7 @@ mod supervisor;
 mod upgrade;
 mod upstream;
 
+pub use access_log::{RequestEvent, RequestObserver};
 pub use auth::generate_token;
 pub use config::{FacadeConfig, TcpConfig};
 pub use error::Error;

@@ -145,7 +145,8 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         let shared = Arc::new(Shared {
             routes: routes.clone(),
             pool: upstream::Pool::new(config.connect_timeout),
-            log: log_file.clone().map(AccessLog::new),
+            log: (log_file.is_some() || config.observer.is_some())
+                .then(|| AccessLog::with(log_file.clone(), config.observer.clone())),
             token: token.clone(),
             version: config.version.clone(),
             shutdown: shutdown_rx.clone(),

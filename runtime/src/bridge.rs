@@ -1,7 +1,11 @@
 //! The loopback bridges init runs: a TCP listener inside the sandbox's network namespace
-//! whose every connection is relayed to a Unix socket (the facade, the egress proxy), for
-//! tools that only speak TCP. Non-blocking sockets on init's epoll loop, 64 KiB buffers
-//! each way, TCP_NODELAY (no Nagle delay on small requests), half-closes passed through.
+//! whose every connection is relayed to a Unix socket (the facade, the egress proxy, an
+//! open host port), for tools that only speak TCP; and the reverse, for published ports: a
+//! Unix socket init listens on at a host path (bound before the view is built, so the host
+//! reaches it and the agent does not see it) whose every connection is relayed to
+//! `127.0.0.1:PORT` inside the namespace, where a server of the agent listens.
+//! Non-blocking sockets on init's epoll loop, 64 KiB buffers each way, TCP_NODELAY (no
+//! Nagle delay on small requests), half-closes passed through.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,13 +17,22 @@ use crate::sys;
 
 const BUF: usize = 64 * 1024;
 
+/// Where a bridge sends the connections it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Unix socket (path inside the sandbox).
+    Unix(PathBuf),
+    /// `127.0.0.1:PORT` in the sandbox's network namespace.
+    Loopback(u16),
+}
+
 /// A listening bridge.
 pub struct Listener {
-    /// The listening TCP socket.
+    /// The listening socket (TCP, or Unix for a published port).
     pub fd: OwnedFd,
-    /// The Unix socket each connection goes to.
-    pub target: PathBuf,
-    /// `facade`, `egress`, ...
+    /// Where each connection goes.
+    pub target: Target,
+    /// `facade`, `egress`, `publish-3000`, ...
     pub name: String,
 }
 
@@ -78,7 +91,60 @@ pub fn listen(name: &str, addr: &str, target: &Path) -> io::Result<Listener> {
     sys::cvt(unsafe { libc::listen(fd.as_raw_fd(), 128) })?;
     Ok(Listener {
         fd,
-        target: target.to_path_buf(),
+        target: Target::Unix(target.to_path_buf()),
+        name: name.to_string(),
+    })
+}
+
+fn sockaddr_un(path: &Path) -> io::Result<libc::sockaddr_un> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: sockaddr_un is plain data.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= sa.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (i, b) in bytes.iter().enumerate() {
+        sa.sun_path[i] = *b as libc::c_char;
+    }
+    Ok(sa)
+}
+
+/// Listens on the Unix socket `path` (mode 0600, a stale file replaced) for connections to
+/// relay to `127.0.0.1:port` inside: a published port.
+pub fn listen_reverse(name: &str, path: &Path, port: u16) -> io::Result<Listener> {
+    let sa = sockaddr_un(path)?;
+    let fd = socket(libc::AF_UNIX, libc::SOCK_STREAM)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ))
+        }
+        Err(_) => {}
+    }
+    // SAFETY: a valid sockaddr_un.
+    sys::cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        )
+    })?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // SAFETY: a bound socket.
+    sys::cvt(unsafe { libc::listen(fd.as_raw_fd(), 128) })?;
+    Ok(Listener {
+        fd,
+        target: Target::Loopback(port),
         name: name.to_string(),
     })
 }
@@ -102,20 +168,7 @@ impl Listener {
 }
 
 fn connect_unix(path: &Path) -> io::Result<OwnedFd> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: sockaddr_un is plain data.
-    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= sa.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long",
-        ));
-    }
-    for (i, b) in bytes.iter().enumerate() {
-        sa.sun_path[i] = *b as libc::c_char;
-    }
+    let sa = sockaddr_un(path)?;
     // Blocking connect (a local Unix socket answers at once), then non-blocking relay.
     // SAFETY: plain socket creation.
     let fd = sys::cvt(unsafe {
@@ -131,6 +184,36 @@ fn connect_unix(path: &Path) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_un>() as u32,
         )
     })?;
+    set_nonblocking(fd.as_raw_fd());
+    Ok(fd)
+}
+
+/// Connects to `127.0.0.1:port` (blocking: on loopback the answer is immediate), then
+/// makes the socket non-blocking for the relay.
+fn connect_loopback(port: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket creation.
+    let fd = sys::cvt(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: just created.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in.
+    sys::cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    })?;
+    setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     set_nonblocking(fd.as_raw_fd());
     Ok(fd)
 }
@@ -223,10 +306,10 @@ impl Pipe {
     }
 }
 
-/// A relayed connection.
+/// A relayed connection: the accepted client and the target it was connected to.
 struct Conn {
-    tcp: OwnedFd,
-    unix: OwnedFd,
+    client: OwnedFd,
+    target: OwnedFd,
     up: Pipe,
     down: Pipe,
 }
@@ -255,8 +338,8 @@ fn watch(epoll: RawFd, fd: RawFd, add: bool) -> io::Result<()> {
 }
 
 impl Relay {
-    /// Accepts every pending connection on `l` and connects each to its Unix socket; a
-    /// connection whose socket is absent is closed (the client sees a reset) and the error
+    /// Accepts every pending connection on `l` and connects each to its target; a
+    /// connection whose target is absent is closed (the client sees a reset) and the error
     /// is returned.
     pub fn accept(&mut self, l: &Listener, epoll: RawFd) -> Option<String> {
         let mut failure = None;
@@ -274,18 +357,26 @@ impl Relay {
                 return failure;
             }
             // SAFETY: just accepted.
-            let tcp = unsafe { OwnedFd::from_raw_fd(fd) };
-            setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-            let unix = match connect_unix(&l.target) {
+            let client = unsafe { OwnedFd::from_raw_fd(fd) };
+            let connected = match &l.target {
+                Target::Unix(path) => {
+                    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+                    connect_unix(path).map_err(|e| format!("{}: {e}", path.display()))
+                }
+                Target::Loopback(port) => {
+                    connect_loopback(*port).map_err(|e| format!("127.0.0.1:{port}: {e}"))
+                }
+            };
+            let target = match connected {
                 Ok(u) => u,
                 Err(e) => {
-                    failure = Some(format!("bridge {}: {}: {e}", l.name, l.target.display()));
+                    failure = Some(format!("bridge {}: {e}", l.name));
                     continue;
                 }
             };
             let id = self.next;
             self.next += 1;
-            let (t, u) = (tcp.as_raw_fd(), unix.as_raw_fd());
+            let (t, u) = (client.as_raw_fd(), target.as_raw_fd());
             if watch(epoll, t, true).is_err() || watch(epoll, u, true).is_err() {
                 continue;
             }
@@ -294,8 +385,8 @@ impl Relay {
             self.conns.insert(
                 id,
                 Conn {
-                    tcp,
-                    unix,
+                    client,
+                    target,
                     up: Pipe::new(),
                     down: Pipe::new(),
                 },
@@ -318,7 +409,7 @@ impl Relay {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let (t, u) = (c.tcp.as_raw_fd(), c.unix.as_raw_fd());
+        let (t, u) = (c.client.as_raw_fd(), c.target.as_raw_fd());
         let broken = c.up.pump(t, u).is_err() || c.down.pump(u, t).is_err();
         if broken || (c.up.done && c.down.done) {
             self.by_fd.remove(&t);

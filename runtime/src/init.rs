@@ -54,6 +54,21 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
         }
     }
     let fallback = ctx.private_tmp.is_some();
+    // Published ports: listen at host paths now, while the host's view is still there.
+    let mut reverse = Vec::new();
+    if !fallback && ctx.netns {
+        for (port, path) in &plan.publish {
+            match bridge::listen_reverse(&format!("publish-{port}"), path, *port) {
+                Ok(l) => reverse.push(l),
+                Err(e) => fail(
+                    &ctx,
+                    &format!("publish port {port}"),
+                    format!("listening on {}: {}", path.display(), sys::errno_text(&e)),
+                    "check that the session's runtime directory exists and is writable",
+                ),
+            }
+        }
+    }
     if !fallback {
         if ctx.netns {
             if let Err(e) = netdev::loopback_up() {
@@ -76,7 +91,8 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
     if !ctx.pidns {
         let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
     }
-    let listeners = start_bridges(plan, &mut ctx);
+    let mut listeners = start_bridges(plan, &mut ctx);
+    listeners.extend(reverse);
     let sigfd = match sys::signalfd(&signals()) {
         Ok(fd) => fd,
         Err(e) => fail(&ctx, "signalfd", e.to_string(), "run `omac doctor`"),

@@ -67,6 +67,12 @@ pub struct RunOptions {
     /// `<socket dir>/bin/` by name, for example `("omac", "/usr/local/bin/omac")` for the
     /// `omac connect` that the filtered mode's `GIT_SSH_COMMAND` runs.
     pub binaries: Vec<(String, PathBuf)>,
+    /// Published ports: for each port of `omac.json`'s `network.publishPorts` the session
+    /// wants reachable, the host path of a Unix socket init listens on (created before the
+    /// view is built, so the agent never sees it); each connection made to it is relayed to
+    /// `127.0.0.1:PORT` inside the sandbox's network namespace. Ignored without a network
+    /// namespace, where the agent's server listens on the host's loopback itself.
+    pub publish: Vec<(u16, PathBuf)>,
     /// The host environment the agent's environment is composed from (`omac.json`'s
     /// passthrough rules decide what passes).
     pub host_env: Vec<(String, String)>,

@@ -96,6 +96,24 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         });
     }
 
+    for (port, host) in &opts.publish {
+        let listed = ext.is_some_and(|e| e.network.publish_ports.contains(port));
+        if !listed {
+            return Err(Error::unsupported(
+                EXT,
+                "network.publishPorts",
+                format!("port {port} is not published by the bundle"),
+                "add it to the profile's network.publish_port (or pass --publish to omac start)",
+            ));
+        }
+        if !host.is_absolute() {
+            return Err(Error::Spawn(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("publish socket {} is not absolute", host.display()),
+            )));
+        }
+    }
+
     let mut landlock = ext.map(|e| e.landlock.clone());
     let mut binary_rules = Vec::new();
     for (name, host) in &opts.binaries {
@@ -313,6 +331,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         require,
         resources: spec.linux.resources.clone(),
         sockets: opts.sockets.clone(),
+        publish: opts.publish.clone(),
         fallback,
     };
     Ok((plan, warnings))

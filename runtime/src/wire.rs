@@ -88,6 +88,9 @@ pub struct RunPlan {
     pub resources: Option<Resources>,
     /// Host sockets by name (bound under the socket directory inside).
     pub sockets: Vec<(String, PathBuf)>,
+    /// Published ports: the port inside and the host path of the socket init listens on.
+    #[serde(default)]
+    pub publish: Vec<(u16, PathBuf)>,
     /// The view used when user namespaces are unavailable.
     pub fallback: FallbackPlan,
 }

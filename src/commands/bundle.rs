@@ -22,22 +22,57 @@ pub fn harness_named(token: &str) -> anyhow::Result<&'static harness::Harness> {
     })
 }
 
-/// `omac bundle create`.
+/// `omac bundle create`: the bundle `omac start` would run, with the registered skills in
+/// scope as layers and their sidecar plan (unregistered skills: exit 4; changed: exit 3).
 pub fn create(workdir: &Path, args: CreateArgs) -> anyhow::Result<i32> {
+    create_with(workdir, args, true)
+}
+
+/// Writes a bundle; `with_skills` false leaves skills out (`omac sandbox`).
+pub fn create_with(workdir: &Path, args: CreateArgs, with_skills: bool) -> anyhow::Result<i32> {
     let host = HostFacts::from_process(workdir)?;
-    let lookup = Lookup::new(crate::paths::config_dir().as_deref(), &host.workdir);
-    let profile = lookup.resolve(args.profile.as_deref().unwrap_or("default"))?;
+    let config_dir = crate::paths::config_dir();
+    let env = omac_skills::Env::from_process(Some(workdir))?;
+    let cfg = crate::session::config::load(config_dir.as_deref(), &env.workdir)?;
+    let lookup = Lookup::new(config_dir.as_deref(), &host.workdir);
+    let profile_name = args
+        .profile
+        .clone()
+        .or(cfg.values.profile.clone())
+        .unwrap_or_else(|| "default".into());
+    let profile = lookup.resolve(&profile_name)?;
     let harness = match &args.harness {
         Some(h) => Some(harness_named(h)?),
         None if args.command.is_empty() => Some(harness::default_harness()),
         None => None,
     };
+    // Skills are in the scope of the harness (the default one when only a command is given).
+    let scope_harness = harness.unwrap_or_else(harness::default_harness);
+    let active = if with_skills {
+        let store = crate::commands::skillctx::store(&env)?;
+        crate::session::skills::in_scope(&env, scope_harness, &store, false)?
+    } else {
+        Vec::new()
+    };
+    let own_binary = args.command.is_empty();
+    if let Some(h) = harness {
+        crate::session::prepare::harness_state(h, &host.home)?;
+    }
+    let env_briefing = own_binary
+        && harness.is_some_and(|h| h.briefing == omac_bundle::harness::Briefing::Environment);
+    let prepared =
+        crate::session::prepare::prepare(&cfg, &profile, &host, harness, &active, env_briefing)?;
+    let mut command = args.command;
+    if let (true, Some(h)) = (own_binary, harness) {
+        command = vec![h.binary.to_string()];
+        command.extend(crate::session::briefing::args(h, &prepared.briefing));
+    }
     let session = Session {
         profile: &profile,
         harness,
-        command: args.command,
+        command,
         host: &host,
-        extras: Default::default(),
+        extras: prepared.extras,
     };
     let mut warnings = Vec::new();
     let bundle = omac_bundle::generate(&session, &mut warnings)?;
@@ -46,7 +81,7 @@ pub fn create(workdir: &Path, args: CreateArgs) -> anyhow::Result<i32> {
     }
     let rendered = omac_bundle::render(&bundle);
     omac_bundle::render::write(&args.out, &rendered)?;
-    tracing::info!(dir = %args.out.display(), "bundle written");
+    tracing::info!(dir = %args.out.display(), skills = active.len(), "bundle written");
     Ok(0)
 }
 

@@ -1,10 +1,16 @@
 //! `omac doctor`: what this host gives omac, section by section, with `[ok]`, `[warn]` and
 //! `[fail]` lines and the fix for each problem. A section is a function returning
-//! [`Section`]; add new ones to [`sections`].
+//! [`Section`]; add new ones to [`sections`]. Exit 3 when a registered skill is broken or a
+//! config file is invalid, 4 when another check failed (the sandbox cannot run), else 0.
 
+use std::collections::HashMap;
+
+use omac_egress::prompt::{Availability, Prompter};
 use omac_runtime::probe::{self, HostReport};
+use omac_skills::{approval, registry, Env, Scope};
 
 use crate::exit::Code;
+use crate::secrets::{self, Keychain};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,25 +51,45 @@ pub struct Section {
     pub title: &'static str,
     /// The checks, in order.
     pub checks: Vec<Check>,
+    /// A failure here is a broken configuration or skill (exit 3) rather than a missing
+    /// prerequisite (exit 4).
+    pub config: bool,
 }
 
 /// Every section, in the order printed.
-fn sections() -> Vec<Section> {
-    vec![sandbox(&probe::host(None))]
+fn sections(env: Option<&Env>) -> Vec<Section> {
+    let mut v = vec![keychain(), config_files(env)];
+    if let Some(e) = env {
+        v.push(skills(e));
+    }
+    v.push(harnesses());
+    v.push(dialogs());
+    v.push(sandbox(&probe::host(None)));
+    v
 }
 
-/// `omac doctor`: prints the report; exits 4 when a check failed.
-pub fn run() -> anyhow::Result<i32> {
+/// `omac doctor`: prints the report; exits 3 when a skill or config file is broken, 4 when
+/// another check failed.
+pub fn run(workdir: &Option<std::path::PathBuf>) -> anyhow::Result<i32> {
     println!("omac {}", env!("CARGO_PKG_VERSION"));
+    let env = crate::commands::skill_env(workdir).ok();
+    if let Some(e) = &env {
+        println!("workdir {}", e.workdir.display());
+    }
     let mut failed = false;
-    for s in sections() {
+    let mut broken = false;
+    for s in sections(env.as_ref()) {
         println!("\n{}", s.title);
         for c in &s.checks {
             let tag = match c.status {
                 Status::Ok => "[ok]  ",
                 Status::Warn => "[warn]",
                 Status::Fail => {
-                    failed = true;
+                    if s.config {
+                        broken = true;
+                    } else {
+                        failed = true;
+                    }
                     "[fail]"
                 }
             };
@@ -73,7 +99,296 @@ pub fn run() -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(if failed { Code::Prerequisite as i32 } else { 0 })
+    Ok(if broken {
+        Code::Config as i32
+    } else if failed {
+        Code::Prerequisite as i32
+    } else {
+        0
+    })
+}
+
+/// The keychain backend and whether it answers.
+pub fn keychain() -> Section {
+    let mut checks = Vec::new();
+    match Keychain::open() {
+        Err(e) => checks.push(Check::new(
+            Status::Warn,
+            format!("keychain: none usable: {e}"),
+            Some(
+                "secrets can still come from OMAC_SECRET_<NAME> or a skill's env_passthrough                  variables; for a keychain start a Secret Service (gnome-keyring) or set                  OMAC_KEYRING_BACKEND=keyutils"
+                    .into(),
+            ),
+        )),
+        Ok(k) => {
+            let name = k.backend().name();
+            match k.ping() {
+                Err(e) => checks.push(Check::new(
+                    Status::Warn,
+                    format!("keychain: {name} ({}) does not answer: {e}", k.why()),
+                    Some("unlock or start it; secrets from the environment still work".into()),
+                )),
+                Ok(()) if k.is_volatile() => checks.push(Check::new(
+                    Status::Warn,
+                    format!(
+                        "keychain: {name} ({}): secrets live in the kernel keyring and are lost at reboot",
+                        k.why()
+                    ),
+                    Some("start a Secret Service (gnome-keyring) to keep them".into()),
+                )),
+                Ok(()) => checks.push(Check::new(
+                    Status::Ok,
+                    format!("keychain: {name} ({})", k.why()),
+                    None,
+                )),
+            }
+        }
+    }
+    Section {
+        title: "Keychain",
+        checks,
+        config: false,
+    }
+}
+
+/// omac's config files (`~/.config/omac/config.yaml`, `<workdir>/.omac/config.yaml`).
+pub fn config_files(env: Option<&Env>) -> Section {
+    let dir = crate::paths::config_dir();
+    let workdir = env.map(|e| e.workdir.clone()).unwrap_or_default();
+    let checks = match crate::session::config::load(dir.as_deref(), &workdir) {
+        Ok(c) if c.files.is_empty() => vec![Check::new(
+            Status::Ok,
+            "config: none found; built-in defaults (profile default, harness opencode, audit on)",
+            None,
+        )],
+        Ok(c) => c
+            .files
+            .iter()
+            .map(|f| Check::new(Status::Ok, format!("config: {}", f.display()), None))
+            .collect(),
+        Err(e) => vec![Check::new(
+            Status::Fail,
+            format!("config: {e:#}"),
+            Some("correct the file (omac refuses to start with it)".into()),
+        )],
+    };
+    Section {
+        title: "Config",
+        checks,
+        config: true,
+    }
+}
+
+/// The registry and each registered skill: its metadata, its layer, its secrets and fields.
+pub fn skills(env: &Env) -> Section {
+    let mut checks = Vec::new();
+    let regs = match registry::merged(env, None) {
+        Ok(r) => r,
+        Err(e) => {
+            return Section {
+                title: "Skills",
+                checks: vec![Check::new(
+                    Status::Fail,
+                    format!("registry: {e}"),
+                    Some("repair or remove the registry file named above".into()),
+                )],
+                config: true,
+            }
+        }
+    };
+    checks.push(Check::new(
+        Status::Ok,
+        format!(
+            "registry: {} skill(s) registered for this workdir and globally",
+            regs.len()
+        ),
+        None,
+    ));
+    let store = crate::commands::skillctx::store(env).ok();
+    let mut kc: Option<Option<Keychain>> = None;
+    for r in &regs {
+        checks.extend(skill_checks(env, r, store.as_ref(), &mut kc));
+    }
+    Section {
+        title: "Skills",
+        checks,
+        config: true,
+    }
+}
+
+fn skill_checks(
+    env: &Env,
+    r: &registry::Registered,
+    store: Option<&omac_skills::layer::Store>,
+    kc: &mut Option<Option<Keychain>>,
+) -> Vec<Check> {
+    let name = &r.entry.name;
+    let fail = |text: String, fix: String| Check::new(Status::Fail, text, Some(fix));
+    let skill = match omac_skills::load(&r.dir) {
+        Ok(s) => s,
+        Err(omac_skills::Error::NotFound { .. }) => {
+            return vec![fail(
+                format!("{name}: {} is gone", r.dir.display()),
+                "omac deregister --prune".into(),
+            )]
+        }
+        Err(e) => {
+            return vec![fail(
+                format!("{name}: {e}"),
+                "correct omac.yaml / SKILL.md".into(),
+            )]
+        }
+    };
+    let Some(sidecar) = skill.meta.sidecar.as_ref() else {
+        return vec![fail(
+            format!("{name}: omac.yaml has no sidecar block"),
+            format!("add one, or omac deregister {name}"),
+        )];
+    };
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    match approval::check(&r.entry, &r.dir) {
+        Ok(approval::Drift::Unchanged { digest }) => {
+            let present = store
+                .and_then(|s| s.locate(&digest).ok().flatten())
+                .is_some();
+            if present {
+                notes.push("layer in the store".to_string());
+            } else {
+                out.push(Check::new(
+                    Status::Warn,
+                    format!("{name}: layer {digest} is not in the store yet"),
+                    Some("the next omac start imports it (or omac register --force)".into()),
+                ));
+            }
+        }
+        Ok(approval::Drift::Changed {
+            registered,
+            current,
+            ..
+        }) => out.push(Check::new(
+            Status::Warn,
+            format!("{name}: changed since registration (approved {registered}, now {current})"),
+            Some(format!("review it, then omac register {name} --force")),
+        )),
+        Err(e) => out.push(fail(
+            format!("{name}: {e}"),
+            "check the skill directory".into(),
+        )),
+    }
+    let kc = kc.get_or_insert_with(|| Keychain::open().ok()).as_ref();
+    let mut missing = Vec::new();
+    for s in sidecar.secrets.iter().filter(|s| s.is_required()) {
+        let mut services = Vec::new();
+        if r.scope == Scope::Workdir {
+            services.push(secrets::Scope::workdir(&env.workdir).service(name));
+        }
+        services.push(secrets::Scope::Global.service(name));
+        let in_kc = kc.is_some_and(|k| {
+            services
+                .iter()
+                .any(|svc| matches!(k.get(svc, &s.name), Ok(Some(_))))
+        });
+        let in_env = std::env::var_os(secrets::env_var(&s.name)).is_some_and(|v| !v.is_empty())
+            || (sidecar.env_passthrough.contains(&s.name)
+                && std::env::var_os(&s.name).is_some_and(|v| !v.is_empty()));
+        if !in_kc && !in_env {
+            missing.push(s.name.clone());
+        }
+    }
+    let stored = omac_skills::skill_config::merged_for(env, name).unwrap_or_default();
+    for f in sidecar.config.iter().filter(|f| f.is_required()) {
+        let r = omac_skills::fields::resolve(f, stored.get(&f.name).map(String::as_str), |n| {
+            std::env::var(n).ok()
+        });
+        if !matches!(r, Ok(ref x) if x.value.is_some()) {
+            missing.push(f.name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        out.push(fail(
+            format!("{name}: required value(s) missing: {}", missing.join(", ")),
+            format!(
+                "omac secrets set {name} NAME for secrets, omac register {name} --reprompt-fields for fields"
+            ),
+        ));
+    } else {
+        notes.push("secrets and fields present".into());
+    }
+    if out.iter().all(|c| c.status != Status::Fail) {
+        out.insert(
+            0,
+            Check::new(
+                Status::Ok,
+                format!(
+                    "{name} ({}, mount /{}/): {}",
+                    r.scope.as_str(),
+                    sidecar.mount_or(name),
+                    notes.join(", ")
+                ),
+                None,
+            ),
+        );
+    }
+    out
+}
+
+/// Which harnesses are installed (advisory: `--inner` runs anything).
+pub fn harnesses() -> Section {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let checks = omac_bundle::harness::HARNESSES
+        .iter()
+        .map(|h| {
+            let found = path
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| std::path::Path::new(d).join(h.binary))
+                .find(|p| p.is_file());
+            match found {
+                Some(p) => Check::new(
+                    Status::Ok,
+                    format!("{}: {}", h.name, p.display()),
+                    None,
+                ),
+                None => Check::new(
+                    Status::Warn,
+                    format!("{}: `{}` is not on PATH", h.name, h.binary),
+                    Some(format!(
+                        "install it to use `omac start {}`; `omac start --inner CMD` runs any program",
+                        h.name
+                    )),
+                ),
+            }
+        })
+        .collect();
+    Section {
+        title: "Harnesses",
+        checks,
+        config: false,
+    }
+}
+
+/// Whether network prompts can show a dialog.
+pub fn dialogs() -> Section {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let p = omac_egress::prompt::dialog::DialogPrompter::from_env(&env);
+    let check = match p.availability() {
+        Availability::Available => Check::new(
+            Status::Ok,
+            "network prompts: dialogs can be shown",
+            None,
+        ),
+        Availability::Unavailable(why) => Check::new(
+            Status::Warn,
+            format!("network prompts: no dialog can be shown: {why}; undecided hosts follow network_prompt.on_unavailable (deny by default)"),
+            Some("on a desktop install zenity (or kdialog); elsewhere list the hosts in the profile's allow_domain".into()),
+        ),
+    };
+    Section {
+        title: "Network prompts",
+        checks: vec![check],
+        config: false,
+    }
 }
 
 const APPARMOR_PROFILE: &str = "write /etc/apparmor.d/omac containing \
@@ -273,5 +588,6 @@ pub fn sandbox(r: &HostReport) -> Section {
     Section {
         title: "Sandbox",
         checks,
+        config: false,
     }
 }

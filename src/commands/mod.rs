@@ -1,6 +1,6 @@
 //! One module per command; `run` dispatches.
 
-mod bundle;
+pub mod bundle;
 mod config;
 mod connect;
 mod deregister;
@@ -9,14 +9,15 @@ mod list;
 mod register;
 mod run;
 mod secrets;
-mod skillctx;
+pub mod skillctx;
 mod skills;
+pub mod start;
 mod values;
 
 use anyhow::Context;
 
 use crate::cli::{BundleCommand, Cli, Command};
-use skillctx::skill_env;
+pub use skillctx::skill_env;
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -25,9 +26,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
-        Command::Run(args) => run::run(&args.dir, &args.sockets, args.args, cli.verbose),
+        Command::Start(args) => start::start(&cli.workdir, args, cli.verbose),
+        Command::Run(args) => run::run(args, cli.verbose),
         Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
-        Command::Doctor => doctor::run(),
+        Command::Doctor => doctor::run(&cli.workdir),
         Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));

@@ -1,35 +1,33 @@
 //! `omac run DIR [-- ARGS]` and `omac sandbox [--profile P] -- CMD`.
+//!
+//! A bundle with an `omac.json` runs as a session (see `session::host`): its skills'
+//! sidecars from the layer store, the facade, the egress proxy in filtered mode, its open
+//! and published ports, the audit log. Headless by design: no prompt ever; secrets come
+//! from the keychain or the environment. A plain OCI bundle (no `omac.json`) just runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context;
 use omac_runtime::{Level, Outcome, RunOptions};
+use serde_json::json;
 
-use crate::cli::{CreateArgs, SandboxArgs};
+use crate::cli::{CreateArgs, RunArgs, SandboxArgs};
 use crate::exit::{Code, Failure};
+use crate::session::{self, host, prepare, rundir, signals, skills, values, AuditFlags};
 
-/// Runs `loaded` with the host environment, forwarding signals; returns the agent's code.
+/// Runs a plain OCI bundle with the host environment, forwarding signals.
 fn execute(
     loaded: &omac_bundle::Loaded,
     sockets: Vec<(String, PathBuf)>,
     args: Vec<String>,
     verbose: bool,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Outcome> {
     // Single-threaded here: blocking now covers every thread omac will have.
     omac_runtime::block_forwarded_signals().context("blocking signals")?;
-    // The filtered mode's GIT_SSH_COMMAND runs `omac connect` from inside.
-    let filtered = loaded
-        .ext
-        .as_ref()
-        .is_some_and(|e| e.network.mode == "filtered");
-    let binaries = match std::env::current_exe() {
-        Ok(exe) if filtered && exe.is_file() => vec![("omac".to_string(), exe)],
-        _ => Vec::new(),
-    };
     let options = RunOptions {
         args,
         sockets,
-        binaries,
         verbose,
         forward_signals: true,
         // Tests exercise the re-executed stage that multi-threaded callers get.
@@ -37,44 +35,33 @@ fn execute(
         t0: crate::STARTED.get().copied(),
         ..RunOptions::from_env()
     };
-    let outcome = omac_runtime::run(loaded, &options)?;
-    if verbose {
-        report(&outcome);
-    }
-    Ok(outcome.exit_code)
+    Ok(omac_runtime::run(loaded, &options)?)
 }
 
-fn report(o: &Outcome) {
-    let e = &o.enforcement;
-    eprintln!(
-        "omac: sandbox mode {:?}, Landlock ABI {}",
-        e.mode, e.landlock_abi
-    );
-    for (name, s) in e.layers() {
-        let level = match s.level {
-            Level::Full => "full",
-            Level::Partial => "partial",
-            Level::None => "none",
-        };
-        eprintln!("omac:   {name:<16} {level:<8} {}", s.detail);
+/// Prints the enforcement achieved (`--verbose`).
+fn report(e: Option<&omac_runtime::Enforcement>, code: i32, signal: Option<i32>) {
+    if let Some(e) = e {
+        eprintln!(
+            "omac: sandbox mode {:?}, Landlock ABI {}",
+            e.mode, e.landlock_abi
+        );
+        for (name, s) in e.layers() {
+            let level = match s.level {
+                Level::Full => "full",
+                Level::Partial => "partial",
+                Level::None => "none",
+            };
+            eprintln!("omac:   {name:<16} {level:<8} {}", s.detail);
+        }
     }
-    match o.signal {
-        Some(s) => eprintln!(
-            "omac: the agent was killed by signal {s} (exit {})",
-            o.exit_code
-        ),
-        None => eprintln!("omac: the agent exited with {}", o.exit_code),
+    match signal {
+        Some(s) => eprintln!("omac: the agent was killed by signal {s} (exit {code})"),
+        None => eprintln!("omac: the agent exited with {code}"),
     }
 }
 
-/// `omac run`.
-pub fn run(
-    dir: &Path,
-    sockets: &[String],
-    args: Vec<String>,
-    verbose: bool,
-) -> anyhow::Result<i32> {
-    let sockets = sockets
+fn parse_sockets(sockets: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    sockets
         .iter()
         .map(|s| match s.split_once('=') {
             Some((name, path)) if !name.is_empty() && path.starts_with('/') => {
@@ -83,21 +70,148 @@ pub fn run(
             _ => Err(Failure::new(
                 Code::Misuse,
                 format!("--socket {s:?}: write NAME=/absolute/path"),
-            )),
+            )
+            .into()),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let loaded = omac_bundle::load(dir)?;
-    execute(&loaded, sockets, args, verbose)
+        .collect()
+}
+
+/// `omac run`.
+pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let sockets = parse_sockets(&args.sockets)?;
+    let loaded = omac_bundle::load(&args.dir)?;
+    let flags = AuditFlags {
+        path: args.audit_log.clone(),
+        off: args.no_audit,
+    };
+    session_run(
+        loaded,
+        sockets,
+        args.args,
+        &flags,
+        args.json,
+        verbose,
+        started,
+        Some(&args.dir),
+    )
+}
+
+/// Runs a loaded bundle: as a session when it has an `omac.json`, plainly otherwise.
+#[allow(clippy::too_many_arguments)]
+fn session_run(
+    loaded: omac_bundle::Loaded,
+    sockets: Vec<(String, PathBuf)>,
+    extra_args: Vec<String>,
+    flags: &AuditFlags,
+    json_summary: bool,
+    verbose: bool,
+    started: Instant,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    let Some(ext) = loaded.ext.clone() else {
+        let o = execute(&loaded, sockets, extra_args, verbose)?;
+        if verbose {
+            report(Some(&o.enforcement), o.exit_code, o.signal);
+        }
+        if json_summary {
+            println!(
+                "{}",
+                json!({
+                    "omac": env!("CARGO_PKG_VERSION"), "mode": "run", "exit_code": o.exit_code,
+                    "signal": o.signal, "duration_ms": started.elapsed().as_millis() as u64,
+                    "sandboxed": true, "enforcement": o.enforcement, "denials": {"network": 0},
+                    "warnings": o.warnings,
+                })
+            );
+        }
+        return Ok(o.exit_code);
+    };
+    // First: no thread exists yet, so blocking here covers every thread omac will have.
+    let signals = signals::install()?;
+    let env = omac_skills::Env::from_process(Some(std::path::Path::new(&ext.workdir.path)))?;
+    let config_dir = crate::paths::config_dir();
+    let cfg = session::config::load(config_dir.as_deref(), &env.workdir)?;
+    let active = if ext.sidecars.is_empty() {
+        Vec::new()
+    } else {
+        let store = crate::commands::skillctx::store(&env)?;
+        skills::from_bundle(&env, &ext, &store, prepare::limits(&cfg))?
+    };
+    for (name, _) in &sockets {
+        if name == "facade.sock" && !active.is_empty() {
+            return Err(Failure::new(
+                Code::Misuse,
+                "--socket facade.sock=...: this bundle runs skills, whose facade omac provides\n  \
+                 fix: drop the option",
+            )
+            .into());
+        }
+    }
+    let run_id = session::audit::new_run_id();
+    let audit = session::open_audit(&cfg, flags, &run_id, "run");
+    // Headless by design: never a prompt, whatever stdin is.
+    let vals = values::resolve(&env, &active, false, &|s| audit.redact(s))?;
+    let root = rundir::root()?;
+    rundir::clean_stale(&root);
+    let mut rd = rundir::RunDir::create(&root, &run_id)?;
+    if std::env::var_os("OMAC_KEEP_RUNDIR").is_some() {
+        rd.keep();
+    }
+    audit.emit(
+        "session.start",
+        json!({
+            "bundle": dir,
+            "workdir": ext.workdir.path,
+            "harness": ext.harness,
+            "profile": ext.profile.name,
+            "network": ext.network.mode,
+            "argv": loaded.config.process.args,
+            "args": extra_args,
+            "skills": active.iter().map(|a| json!({"name": a.name, "digest": a.digest})).collect::<Vec<_>>(),
+            "sandboxed": true,
+            "omac_json_digest": loaded.config.annotations.get(omac_bundle::ext::ANNOTATION),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    let withheld = crate::commands::start::withheld(&active);
+    let plan = host::Plan {
+        loaded,
+        active,
+        values: vals,
+        rundir: rd,
+        audit: audit.clone(),
+        args: extra_args,
+        sandboxed: true,
+        keep_running: false,
+        verbose,
+        logs_dir: session::logs_dir(&env.workdir),
+        base_env: crate::commands::start::base_env(&cfg),
+        user_config_dir: config_dir,
+        dialogs: false,
+        signals,
+        t0: crate::STARTED.get().copied(),
+        withheld,
+        user_sockets: sockets,
+    };
+    let result = host::run(plan);
+    if verbose {
+        if let Ok(r) = &result {
+            report(r.enforcement.as_ref(), r.exit_code, r.signal);
+        }
+    }
+    session::finish(result, &audit, json_summary, "run", started)
 }
 
 /// `omac sandbox`: a bundle in a temporary directory, run, then removed.
-pub fn sandbox(workdir: &Path, args: SandboxArgs, verbose: bool) -> anyhow::Result<i32> {
+pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> anyhow::Result<i32> {
+    let started = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("omac-sandbox-")
         .tempdir()
         .context("creating a temporary directory for the bundle")?;
     let out = tmp.path().join("bundle");
-    super::bundle::create(
+    super::bundle::create_with(
         workdir,
         CreateArgs {
             profile: args.profile,
@@ -105,9 +219,19 @@ pub fn sandbox(workdir: &Path, args: SandboxArgs, verbose: bool) -> anyhow::Resu
             out: out.clone(),
             command: args.command,
         },
+        false,
     )?;
     let loaded = omac_bundle::load(&out)?;
-    let code = execute(&loaded, Vec::new(), Vec::new(), verbose);
+    let code = session_run(
+        loaded,
+        Vec::new(),
+        Vec::new(),
+        &AuditFlags::default(),
+        false,
+        verbose,
+        started,
+        None,
+    );
     drop(tmp);
     code
 }

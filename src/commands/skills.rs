@@ -1,4 +1,4 @@
-//! `omac skills gc|digest`.
+//! `omac skills gc|digest|import`.
 
 use omac_skills::{gc, layer, Env};
 
@@ -10,6 +10,30 @@ pub fn run(env: &Env, cmd: SkillsCommand) -> anyhow::Result<i32> {
     match cmd {
         SkillsCommand::Digest { dir } => {
             println!("{}", layer::digest(&dir)?);
+            Ok(0)
+        }
+        SkillsCommand::Import { dir, digest } => {
+            // Validated first: an import approves the content for `omac run`.
+            let skill = omac_skills::load(&dir)?;
+            skillctx::print_warnings(&skill.warnings);
+            let store = skillctx::store(env)?;
+            let imported = store.import_dir(&dir, digest.as_deref())?;
+            println!(
+                "{} {} ({}) at {}",
+                if imported.created {
+                    "imported"
+                } else {
+                    "already present:"
+                },
+                imported.digest,
+                skill.name,
+                imported.path.display()
+            );
+            if let Some(cmd) = skill.meta.sidecar.as_ref().map(|s| s.command.join(" ")) {
+                println!(
+                    "omac run will start its sidecar `{cmd}` on this machine for bundles naming this digest"
+                );
+            }
             Ok(0)
         }
         SkillsCommand::Gc { dry_run } => {

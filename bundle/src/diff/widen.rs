@@ -262,6 +262,12 @@ fn network(n: &Explanation, w: &Explanation, out: &mut Vec<Change>) {
                     &np.open_ports,
                     &wp.open_ports,
                 ),
+                (
+                    "publish-port",
+                    "publishes to the host's loopback port",
+                    &np.publish_ports,
+                    &wp.publish_ports,
+                ),
             ] {
                 for p in ports(b).difference(&ports(a)) {
                     out.push(change(

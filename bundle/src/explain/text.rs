@@ -264,6 +264,13 @@ pub fn render(x: &Explanation) -> String {
             "  Host loopback ports reachable: {}",
             ports(&p.open_ports)
         );
+        if !p.publish_ports.is_empty() {
+            let _ = writeln!(
+                o,
+                "  Ports published to the host's 127.0.0.1: {}",
+                ports(&p.publish_ports)
+            );
+        }
     }
     for br in &n.bridges {
         let _ = writeln!(o, "  Bridge {}: {} -> {}", br.name, br.listen, br.socket);

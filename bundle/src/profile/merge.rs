@@ -65,6 +65,7 @@ pub fn merge(parent: Profile, child: Profile) -> Profile {
             listen_port: nums(p.listen_port, c.listen_port),
             allow_tcp_connect: nums(p.allow_tcp_connect, c.allow_tcp_connect),
             open_port: nums(p.open_port, c.open_port),
+            publish_port: nums(p.publish_port, c.publish_port),
             network_prompt: nested(p.network_prompt, c.network_prompt, |p, c| NetworkPrompt {
                 enabled: opt(p.enabled, c.enabled),
                 prompt_timeout_secs: opt(p.prompt_timeout_secs, c.prompt_timeout_secs),

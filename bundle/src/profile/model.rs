@@ -112,6 +112,9 @@ pub struct Network {
     /// Host loopback ports the agent may reach (0: any loopback port, macOS only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_port: Vec<i64>,
+    /// TCP ports a server inside listens on that the host reaches at `127.0.0.1:PORT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_port: Vec<i64>,
     /// The interactive prompt for hosts no rule decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_prompt: Option<NetworkPrompt>,

@@ -194,6 +194,7 @@ fn check_network(out: &mut Issues, n: &super::model::Network) {
         ("listen_port", &n.listen_port, 1),
         ("allow_tcp_connect", &n.allow_tcp_connect, 1),
         ("open_port", &n.open_port, 0),
+        ("publish_port", &n.publish_port, 1),
     ] {
         for (i, port) in list.iter().enumerate() {
             if !(min..=65535).contains(port) {

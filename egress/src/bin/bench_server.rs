@@ -24,6 +24,7 @@ async fn main() {
         listen_ports: vec![],
         allow_tcp_connect: vec![],
         open_ports: vec![],
+        publish_ports: vec![],
         prompt: Prompt {
             enabled: false,
             timeout_secs: 60,

@@ -27,6 +27,7 @@ pub fn net(allow: &[&str], deny: &[&str], prompt: bool) -> NetworkPolicy {
         listen_ports: vec![],
         allow_tcp_connect: vec![],
         open_ports: vec![],
+        publish_ports: vec![],
         prompt: Prompt {
             enabled: prompt,
             timeout_secs: 60,

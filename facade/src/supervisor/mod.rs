@@ -392,7 +392,20 @@ fn log_path(log: &SharedLog) -> PathBuf {
         .to_path_buf()
 }
 
-/// Waits for the health probe to answer 2xx; Err says why not.
+/// The pause before the next probe: a twentieth of the time waited so far, between 1 ms
+/// and the skill's `interval_ms`. A sidecar that becomes healthy after T waits at most about
+/// T/20 more (no fixed sleep), while one that takes seconds is probed every `interval_ms`;
+/// an unanswered probe on loopback is a refused connect, which costs microseconds.
+fn next_gap(elapsed: Duration, interval: Duration) -> Duration {
+    (elapsed / 20).clamp(
+        Duration::from_millis(1),
+        interval.max(Duration::from_millis(1)),
+    )
+}
+
+/// Waits for the health probe to answer 2xx; Err says why not. Probing starts at once:
+/// `initial_delay_ms` only extends the deadline (the Go omac slept it first, which added
+/// its whole length to every start).
 async fn wait_healthy(
     ctx: &Ctx,
     spec: &SidecarSpec,
@@ -409,12 +422,6 @@ async fn wait_healthy(
         ),
         Err(e) => format!("waiting for it failed: {e}"),
     };
-    if !h.initial_delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(h.initial_delay) => {}
-            st = child.wait() => return Err(exited(st)),
-        }
-    }
     let mut n = 0;
     loop {
         n += 1;
@@ -441,10 +448,10 @@ async fn wait_healthy(
             return Err(format!(
                 "no 2xx from GET {} within {} ms (last: {last_err})",
                 h.path,
-                h.timeout.as_millis()
+                (h.initial_delay + h.timeout).as_millis()
             ));
         }
-        let next = (probe_start + h.interval).min(deadline);
+        let next = (probe_start + next_gap(probe_start - started, h.interval)).min(deadline);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             st = child.wait() => return Err(exited(st)),
@@ -678,5 +685,25 @@ async fn schedule_restart(
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = crate::server::stopped(shutdown) => false,
+    }
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::*;
+
+    #[test]
+    fn probes_follow_the_wait_not_a_fixed_period() {
+        let i = Duration::from_millis(500);
+        assert_eq!(next_gap(Duration::ZERO, i), Duration::from_millis(1));
+        assert_eq!(
+            next_gap(Duration::from_millis(100), i),
+            Duration::from_millis(5)
+        );
+        assert_eq!(next_gap(Duration::from_secs(60), i), i);
+        assert_eq!(
+            next_gap(Duration::from_secs(60), Duration::ZERO),
+            Duration::from_millis(1)
+        );
     }
 }

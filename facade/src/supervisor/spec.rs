@@ -76,9 +76,9 @@ impl SidecarSpec {
 pub struct HealthSpec {
     /// Path probed with GET (a 2xx answer means healthy).
     pub path: String,
-    /// Wait before the first probe.
+    /// Added to the deadline (probing starts at once; see the supervisor's schedule).
     pub initial_delay: Duration,
-    /// Time between the starts of two probes.
+    /// Longest time between the starts of two probes (early probes come sooner).
     pub interval: Duration,
     /// Give up this long after the initial delay.
     pub timeout: Duration,

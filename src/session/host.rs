@@ -1,0 +1,754 @@
+//! The host side of a session, shared by `omac start` and `omac run DIR`: the sidecars
+//! (from the layer store, under their keepers), the facade on a socket bound into the
+//! sandbox at `/run/omac/facade.sock`, the egress proxy at `/run/omac/egress.sock` (filtered
+//! mode with kernel enforcement), open and published ports, then the runtime, and teardown
+//! on every way out (the agent exits, Ctrl-C, SIGTERM, an error).
+//!
+//! Everything the session starts dies with omac even when omac is killed with SIGKILL:
+//! sidecars run under keepers with a parent-death signal, the sandbox's stage and init have
+//! one too, and the facade, the proxy and the port relays are threads of omac. What SIGKILL
+//! leaves is the runtime directory, which the next session removes (see `rundir`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use omac_bundle::Loaded;
+use omac_facade::{
+    FacadeConfig, HealthSpec, RequestObserver, RouteConfig, RouteTable, SidecarEvent, SidecarSpec,
+    Supervisor, SupervisorConfig, TcpConfig,
+};
+use omac_runtime::{Control, Enforcement, RunOptions};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::exit::{Code, Failure};
+use crate::session::audit::Audit;
+use crate::session::rundir::RunDir;
+use crate::session::signals::{self, Received};
+use crate::session::skills::Active;
+use crate::session::values::Values;
+use crate::session::{agent_env, ports, progress};
+
+/// How long the agent has to exit after a stop signal is forwarded before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the host side needs for one session.
+pub struct Plan {
+    /// The bundle.
+    pub loaded: Loaded,
+    /// The skills whose sidecars run, and their values (same order).
+    pub active: Vec<Active>,
+    /// Secrets and config of each active skill.
+    pub values: Vec<Values>,
+    /// The session's runtime directory.
+    pub rundir: RunDir,
+    /// The audit log.
+    pub audit: Audit,
+    /// Arguments appended to the bundle's command.
+    pub args: Vec<String>,
+    /// False with `--no-sandbox`: the command runs on the host.
+    pub sandboxed: bool,
+    /// Keep the facade and sidecars up after the agent exits, until a stop signal.
+    pub keep_running: bool,
+    /// `--verbose`.
+    pub verbose: bool,
+    /// Where sidecar logs and the facade's access log go.
+    pub logs_dir: PathBuf,
+    /// Host variables every sidecar receives.
+    pub base_env: Vec<String>,
+    /// `~/.config/omac` (the egress proxy's learned decisions).
+    pub user_config_dir: Option<PathBuf>,
+    /// Network prompts may show dialogs (stdin is a terminal).
+    pub dialogs: bool,
+    /// Signals received by omac.
+    pub signals: UnboundedReceiver<Received>,
+    /// When omac started (`CLOCK_MONOTONIC` ns), for `--verbose`.
+    pub t0: Option<u64>,
+    /// Host variables never passed to the agent (secret sources).
+    pub withheld: Vec<String>,
+    /// Host sockets the user binds into the sandbox (`omac run --socket NAME=PATH`); one
+    /// named `facade.sock` or `egress.sock` replaces omac's own.
+    pub user_sockets: Vec<(String, PathBuf)>,
+}
+
+/// One sidecar's life in the session, for `--json`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SidecarReport {
+    /// The skill.
+    pub skill: String,
+    /// From spawn to healthy, the first time.
+    pub healthy_ms: Option<f64>,
+    /// Restarts after the first start.
+    pub restarts: u32,
+}
+
+/// What a session ended with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// The exit code omac passes on.
+    pub exit_code: i32,
+    /// The signal that killed the agent, if one did.
+    pub signal: Option<i32>,
+    /// Whether the agent ran sandboxed.
+    pub sandboxed: bool,
+    /// The enforcement achieved (none with `--no-sandbox` or when the run failed).
+    pub enforcement: Option<Enforcement>,
+    /// Warnings of the run.
+    pub warnings: Vec<String>,
+    /// Network requests the egress proxy refused.
+    pub net_denied: u64,
+    /// Network requests the egress proxy allowed.
+    pub net_allowed: u64,
+    /// Requests the facade answered.
+    pub facade_requests: u64,
+    /// Facade answers that were errors (4xx, 5xx).
+    pub facade_errors: u64,
+    /// The sidecars.
+    pub sidecars: Vec<SidecarReport>,
+    /// Why omac stopped the session early (a signal before the agent ran), if it did.
+    pub stopped_by: Option<String>,
+}
+
+/// The counters the audit hooks keep.
+#[derive(Default)]
+struct Counters {
+    net_denied: AtomicU64,
+    net_allowed: AtomicU64,
+    facade_requests: AtomicU64,
+    facade_errors: AtomicU64,
+    sidecars: Mutex<HashMap<String, SidecarReport>>,
+}
+
+/// What was brought up, for teardown.
+#[derive(Default)]
+struct Up {
+    facade: Option<omac_facade::FacadeHandle>,
+    egress: Option<omac_egress::Handle>,
+    supervisor: Option<Arc<Supervisor>>,
+    relays: Vec<tokio::task::JoinHandle<()>>,
+    /// Writes the supervisor's events to the audit log; ends once the supervisor is gone.
+    events: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Up {
+    async fn down(self) {
+        for r in &self.relays {
+            r.abort();
+        }
+        let facade = async {
+            if let Some(f) = self.facade {
+                f.shutdown().await;
+            }
+        };
+        let egress = async {
+            if let Some(e) = self.egress {
+                e.shutdown().await;
+            }
+        };
+        let sup = async {
+            if let Some(s) = self.supervisor {
+                s.shutdown().await;
+            }
+        };
+        tokio::join!(facade, egress, sup);
+        // The supervisor is dropped: its last events (sidecar.stop) reach the log.
+        if let Some(t) = self.events {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+/// The name of a signal for messages.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGQUIT => "SIGQUIT".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// Runs the session: brings everything up, runs the agent, tears everything down.
+pub fn run(mut plan: Plan) -> anyhow::Result<Report> {
+    signals::session_started();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("omac-session")
+        .enable_all()
+        .build()
+        .context("starting the session's runtime")?;
+    let counters = Arc::new(Counters::default());
+    let mut up = Up::default();
+    let result = rt.block_on(async {
+        let r = bring_up_and_run(&mut plan, &mut up, &counters).await;
+        up.down().await;
+        r
+    });
+    drop(rt);
+    let mut report = result?;
+    report.net_denied = counters.net_denied.load(Ordering::Relaxed);
+    report.net_allowed = counters.net_allowed.load(Ordering::Relaxed);
+    report.facade_requests = counters.facade_requests.load(Ordering::Relaxed);
+    report.facade_errors = counters.facade_errors.load(Ordering::Relaxed);
+    let mut sc: Vec<SidecarReport> = counters
+        .sidecars
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    sc.sort_by(|a, b| a.skill.cmp(&b.skill));
+    report.sidecars = sc;
+    Ok(report)
+}
+
+/// The sidecar specs and routes of the active skills.
+fn sidecars(plan: &mut Plan) -> (Vec<SidecarSpec>, Vec<RouteConfig>) {
+    let ext = plan.loaded.ext.as_ref();
+    let workdir = ext
+        .map(|e| PathBuf::from(&e.workdir.path))
+        .unwrap_or_default();
+    let mut specs = Vec::new();
+    let mut routes = Vec::new();
+    for (a, v) in plan.active.iter().zip(plan.values.iter_mut()) {
+        let s = a.sidecar();
+        let mount = a.mount();
+        let recorded = ext.and_then(|e| e.sidecars.iter().find(|x| x.skill == a.name));
+        let h = s.health();
+        let mut spec = SidecarSpec::new(
+            a.name.clone(),
+            mount.clone(),
+            a.layer.clone(),
+            s.command.clone(),
+            workdir.clone(),
+        );
+        spec.base_env_passthrough = plan.base_env.clone();
+        spec.env_passthrough = s.env_passthrough.clone();
+        spec.harness_skills_dir = ext
+            .and_then(|e| e.harness.as_deref())
+            .and_then(omac_bundle::harness::find)
+            .map(|h| format!(".{}/skills", h.skills_base));
+        spec.config = std::mem::take(&mut v.config);
+        spec.secrets = std::mem::take(&mut v.secrets);
+        spec.health = HealthSpec {
+            path: h.path,
+            initial_delay: Duration::from_millis(h.initial_delay_ms),
+            interval: Duration::from_millis(h.interval_ms),
+            timeout: Duration::from_millis(h.timeout_ms),
+        };
+        specs.push(spec);
+        let mut r = RouteConfig::new(mount, a.name.clone());
+        r.skill_dir = Some(a.layer.clone());
+        if let Some(rec) = recorded {
+            r.max_body_bytes = rec.max_body_bytes;
+            r.idle_timeout = Duration::from_secs(rec.idle_timeout_secs);
+        }
+        routes.push(r);
+    }
+    (specs, routes)
+}
+
+async fn bring_up_and_run(
+    plan: &mut Plan,
+    up: &mut Up,
+    counters: &Arc<Counters>,
+) -> anyhow::Result<Report> {
+    let ext = plan.loaded.ext.clone();
+    let network = ext.as_ref().map(|e| e.network.clone());
+    let mode = network
+        .as_ref()
+        .map_or("blocked".to_string(), |n| n.mode.clone());
+    let kernel = network.as_ref().is_none_or(|n| n.enforcement == "kernel");
+    let bridged = plan.sandboxed && mode != "open" && kernel;
+    let (specs, routes) = sidecars(plan);
+    let table = RouteTable::new(routes).context("building the facade's routes")?;
+
+    // The facade.
+    let facade_sock = plan.rundir.join("facade.sock");
+    let mut fc = FacadeConfig::new(&facade_sock);
+    std::fs::create_dir_all(&plan.logs_dir)
+        .with_context(|| format!("creating the log directory {}", plan.logs_dir.display()))?;
+    fc.access_log = Some(plan.logs_dir.join("facade.log"));
+    if !bridged {
+        // No bridge inside: the agent reaches the facade on the host's loopback, with the
+        // session's token (a path prefix of OMAC_BASE) so that no other local user can.
+        fc.tcp = Some(TcpConfig {
+            port: 0,
+            token: None,
+        });
+    }
+    {
+        let audit = plan.audit.clone();
+        let c = counters.clone();
+        fc.observer = Some(RequestObserver::new(move |e| {
+            c.facade_requests.fetch_add(1, Ordering::Relaxed);
+            if e.status >= 400 {
+                c.facade_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            audit.emit(
+                "facade.request",
+                json!({
+                    "transport": e.transport, "method": e.method, "mount": e.mount,
+                    "path": e.path, "status": e.status, "bytes_in": e.bytes_in,
+                    "bytes_out": e.bytes_out, "duration_ms": (e.duration_ms * 1000.0).round() / 1000.0,
+                    "reason": e.reason,
+                }),
+            );
+        }));
+    }
+    let user = |n: &str| plan.user_sockets.iter().any(|(x, _)| x == n);
+    let mut sockets: Vec<(String, PathBuf)> = plan.user_sockets.clone();
+    let mut tcp = None;
+    if !user("facade.sock") {
+        let facade = omac_facade::start(fc, table.clone())
+            .await
+            .context("starting the facade")?;
+        tcp = facade.tcp_addr().zip(facade.token().map(str::to_string));
+        up.facade = Some(facade);
+        sockets.push(("facade.sock".into(), facade_sock.clone()));
+    }
+
+    // The egress proxy.
+    if let (Some(e), true) = (&ext, bridged && mode == "filtered" && !user("egress.sock")) {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let audit = plan.audit.clone();
+        let c = counters.clone();
+        let mut b = omac_egress::Builder::from_extension(e, plan.user_config_dir.as_deref())
+            .environment(env.clone())
+            .audit(Arc::new(move |d: &omac_egress::audit::NetDecision| {
+                if d.allow {
+                    c.net_allowed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    c.net_denied.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("event");
+                }
+                audit.emit("net.decision", v);
+            }));
+        if !plan.dialogs && !omac_egress::prompt::truthy(env.get("OMAC_PROMPT_STUB")) {
+            b = b.prompter(Arc::new(progress::NoDialogs));
+        }
+        let b = b
+            .test_hooks_from_env(&env)
+            .map_err(|m| Failure::new(Code::Misuse, m))?;
+        let path = plan.rundir.join("egress.sock");
+        let proxy = b.bind(&path).context("starting the egress proxy")?.spawn();
+        up.egress = Some(proxy);
+        sockets.push(("egress.sock".into(), path));
+    }
+
+    // Open and published ports.
+    let mut publish = Vec::new();
+    if let (Some(n), true) = (&network, bridged) {
+        for p in n.open_ports.iter().copied().filter(|p| *p != 0) {
+            let name = ports::open_port_name(p);
+            let path = plan.rundir.join(&name);
+            let t = ports::open_port(&path, p)
+                .with_context(|| format!("open port {p}: listening on {}", path.display()))?;
+            up.relays.push(t);
+            sockets.push((name, path));
+        }
+        for p in n.publish_ports.iter().copied() {
+            let path = plan.rundir.join(&ports::publish_name(p));
+            let t = ports::publish(p, path.clone()).await.map_err(|e| {
+                Failure::new(
+                    Code::Io,
+                    format!(
+                        "publish port {p}: cannot listen on the host's 127.0.0.1:{p}: {e}\n  \
+                         fix: stop what listens there, or publish another port"
+                    ),
+                )
+            })?;
+            up.relays.push(t);
+            publish.push((p, path));
+        }
+    }
+
+    // The sidecars.
+    let mut sup_config = SupervisorConfig::new(&plan.logs_dir);
+    if let Ok(exe) = std::env::current_exe() {
+        sup_config.keeper = vec![exe.into(), omac_facade::keeper::SUBCOMMAND.into()];
+    }
+    let supervisor = Arc::new(Supervisor::new(sup_config, table.clone()));
+    up.supervisor = Some(supervisor.clone());
+    up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters));
+    if !specs.is_empty() {
+        let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
+        let show = progress::Progress::start(&supervisor, names);
+        let started = supervisor.start(specs);
+        tokio::pin!(started);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut started => break Some(r),
+                s = plan.signals.recv() => match s {
+                    Some(s) if signals::is_stop(s.signal) => break None,
+                    Some(_) => {}
+                    None => break None,
+                },
+            }
+        };
+        show.finish(matches!(outcome, Some(Ok(()))));
+        match outcome {
+            Some(r) => r.map_err(|e| {
+                anyhow::Error::new(e)
+                    .context("starting the sidecars failed (the agent did not start)")
+            })?,
+            None => {
+                eprintln!("omac: interrupted while the sidecars were starting; stopping");
+                return Ok(aborted(plan, libc::SIGINT));
+            }
+        }
+    }
+
+    // The agent.
+    let host_env = agent_env::host_env(
+        &plan.withheld,
+        if bridged { None } else { tcp.as_ref() },
+        &table,
+        if plan.sandboxed {
+            None
+        } else {
+            Some(&facade_sock)
+        },
+    );
+    plan.audit.emit(
+        "process.exec",
+        json!({
+            "argv": argv_of(&plan.loaded, &plan.args),
+            "cwd": plan.loaded.config.process.cwd,
+            "sandboxed": plan.sandboxed,
+        }),
+    );
+    let started = Instant::now();
+    let ran = if plan.sandboxed {
+        run_sandboxed(plan, sockets, publish, host_env).await
+    } else {
+        run_on_host(plan, host_env).await
+    };
+    let (exit_code, signal, enforcement, warnings) = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            plan.audit.emit(
+                "process.exit",
+                json!({"error": format!("{e:#}"), "duration_ms": started.elapsed().as_millis() as u64}),
+            );
+            return Err(e);
+        }
+    };
+    plan.audit.emit(
+        "process.exit",
+        json!({
+            "code": exit_code, "signal": signal,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "enforcement": enforcement,
+        }),
+    );
+    if plan.keep_running {
+        keep_running(plan, exit_code, &facade_sock, tcp.as_ref()).await;
+    }
+    Ok(Report {
+        exit_code,
+        signal,
+        sandboxed: plan.sandboxed,
+        enforcement,
+        warnings,
+        net_denied: 0,
+        net_allowed: 0,
+        facade_requests: 0,
+        facade_errors: 0,
+        sidecars: Vec::new(),
+        stopped_by: None,
+    })
+}
+
+fn aborted(plan: &Plan, sig: i32) -> Report {
+    Report {
+        exit_code: 128 + sig,
+        signal: None,
+        sandboxed: plan.sandboxed,
+        enforcement: None,
+        warnings: Vec::new(),
+        net_denied: 0,
+        net_allowed: 0,
+        facade_requests: 0,
+        facade_errors: 0,
+        sidecars: Vec::new(),
+        stopped_by: Some(signal_name(sig)),
+    }
+}
+
+fn argv_of(loaded: &Loaded, args: &[String]) -> Vec<String> {
+    let mut v = loaded.config.process.args.clone();
+    v.extend(args.iter().cloned());
+    v
+}
+
+/// Audit events (and the `--json` figures) from the supervisor's events.
+fn spawn_event_log(
+    sup: &Supervisor,
+    audit: &Audit,
+    counters: &Arc<Counters>,
+) -> tokio::task::JoinHandle<()> {
+    let mut rx = sup.events();
+    let audit = audit.clone();
+    let c = counters.clone();
+    tokio::spawn(async move {
+        loop {
+            let e = match rx.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            };
+            let mut reports = c.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+            match e {
+                SidecarEvent::Spawned {
+                    skill,
+                    pid,
+                    port,
+                    restart,
+                } => {
+                    let r = reports.entry(skill.clone()).or_default();
+                    r.skill = skill.clone();
+                    r.restarts = restart;
+                    let kind = if restart == 0 {
+                        "sidecar.start"
+                    } else {
+                        "sidecar.restart"
+                    };
+                    audit.emit(kind, json!({"skill": skill, "keeper_pid": pid, "port": port, "restart": restart}));
+                }
+                SidecarEvent::Healthy {
+                    skill,
+                    port,
+                    waited,
+                } => {
+                    let r = reports.entry(skill.clone()).or_default();
+                    if r.healthy_ms.is_none() {
+                        r.healthy_ms = Some(waited.as_secs_f64() * 1000.0);
+                    }
+                    audit.emit(
+                        "sidecar.healthy",
+                        json!({"skill": skill, "port": port, "waited_ms": waited.as_millis() as u64}),
+                    );
+                }
+                SidecarEvent::Unhealthy { skill, detail } => {
+                    audit.emit(
+                        "sidecar.unhealthy",
+                        json!({"skill": skill, "detail": detail}),
+                    );
+                }
+                SidecarEvent::Exited { skill, code } => {
+                    audit.emit("sidecar.exit", json!({"skill": skill, "code": code}));
+                }
+                SidecarEvent::Restarting {
+                    skill,
+                    attempt,
+                    delay,
+                } => {
+                    audit.emit(
+                        "sidecar.restarting",
+                        json!({"skill": skill, "attempt": attempt, "delay_ms": delay.as_millis() as u64}),
+                    );
+                }
+                SidecarEvent::GaveUp { skill, restarts } => {
+                    audit.emit(
+                        "sidecar.gave_up",
+                        json!({"skill": skill, "restarts": restarts}),
+                    );
+                }
+                SidecarEvent::Stopped { skill } => {
+                    audit.emit("sidecar.stop", json!({"skill": skill}));
+                }
+                SidecarEvent::Probing { .. } => {}
+            }
+        }
+    })
+}
+
+type Ran = (i32, Option<i32>, Option<Enforcement>, Vec<String>);
+
+async fn run_sandboxed(
+    plan: &mut Plan,
+    sockets: Vec<(String, PathBuf)>,
+    publish: Vec<(u16, PathBuf)>,
+    host_env: Vec<(String, String)>,
+) -> anyhow::Result<Ran> {
+    let filtered = plan
+        .loaded
+        .ext
+        .as_ref()
+        .is_some_and(|e| e.network.mode == "filtered");
+    let binaries = match std::env::current_exe() {
+        Ok(exe) if filtered && exe.is_file() => vec![("omac".to_string(), exe)],
+        _ => Vec::new(),
+    };
+    let control = Control::new();
+    let options = RunOptions {
+        args: plan.args.clone(),
+        sockets,
+        binaries,
+        publish,
+        host_env,
+        verbose: plan.verbose,
+        forward_signals: false,
+        stage_exe: None,
+        control: Some(control.clone()),
+        t0: plan.t0,
+    };
+    let loaded = plan.loaded.clone();
+    let mut task = tokio::task::spawn_blocking(move || omac_runtime::run(&loaded, &options));
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut killed = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut task => break r,
+            s = plan.signals.recv() => {
+                let Some(s) = s else { continue };
+                if s.from_terminal {
+                    // The terminal signalled the agent's process group, which is omac's.
+                    continue;
+                }
+                control.signal(s.signal);
+                if signals::is_stop(s.signal) && kill_at.is_none() {
+                    kill_at = Some(tokio::time::Instant::now() + STOP_GRACE);
+                }
+            }
+            _ = sleep_until(kill_at), if kill_at.is_some() => {
+                eprintln!(
+                    "omac: the agent did not exit within {} s of the stop signal; killing the sandbox",
+                    STOP_GRACE.as_secs()
+                );
+                control.signal(libc::SIGKILL);
+                kill_at = None;
+                killed = true;
+            }
+        }
+    };
+    let outcome = result.context("the sandbox thread failed")?;
+    match outcome {
+        Ok(o) => Ok((o.exit_code, o.signal, Some(o.enforcement), o.warnings)),
+        Err(omac_runtime::Error::Abnormal(_)) if killed => {
+            Ok((128 + libc::SIGKILL, Some(libc::SIGKILL), None, Vec::new()))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("running the sandbox")),
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `--no-sandbox`: the command on the host, with the session's variables.
+async fn run_on_host(plan: &mut Plan, host_env: Vec<(String, String)>) -> anyhow::Result<Ran> {
+    use std::os::unix::process::CommandExt;
+    let argv = argv_of(&plan.loaded, &plan.args);
+    let Some((prog, rest)) = argv.split_first() else {
+        return Err(Failure::new(Code::Config, "the bundle's command is empty").into());
+    };
+    // The bundle's OMAC_* variables (skills, harness, version) that the host side does not
+    // set itself, and a TMPDIR of the session's own.
+    let mut env = host_env;
+    for kv in &plan.loaded.config.process.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            if k.starts_with("OMAC_") && !env.iter().any(|(x, _)| x == k) {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    let tmp = plan.rundir.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    env.retain(|(k, _)| k != "TMPDIR");
+    env.push(("TMPDIR".into(), tmp.display().to_string()));
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(rest)
+        .env_clear()
+        .envs(env)
+        .current_dir(&plan.loaded.config.process.cwd);
+    // SAFETY: the hook only calls sigemptyset and sigprocmask (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(|| {
+            // omac blocks the signals it forwards; the command starts with none blocked.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            Failure::new(
+                Code::Prerequisite,
+                format!("cannot run {prog}: {e}\n  fix: install it or pass --inner CMD"),
+            )
+        })?;
+    let pid = child.id().unwrap_or(0) as libc::pid_t;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        tokio::select! {
+            st = child.wait() => break st.context("waiting for the command")?,
+            s = plan.signals.recv() => {
+                let Some(s) = s else { continue };
+                if s.from_terminal || pid <= 0 {
+                    continue;
+                }
+                // SAFETY: signalling our child.
+                unsafe { libc::kill(pid, s.signal) };
+                if signals::is_stop(s.signal) && kill_at.is_none() {
+                    kill_at = Some(tokio::time::Instant::now() + STOP_GRACE);
+                }
+            }
+            _ = sleep_until(kill_at), if kill_at.is_some() => {
+                // SAFETY: signalling our child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kill_at = None;
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let (code, sig) = match (status.code(), status.signal()) {
+        (Some(c), _) => (c, None),
+        (None, Some(s)) => (128 + s, Some(s)),
+        _ => (1, None),
+    };
+    Ok((code, sig, None, Vec::new()))
+}
+
+/// `--keep-running`: the facade and sidecars stay up after the agent exits, until a stop
+/// signal (Ctrl-C, SIGTERM); omac then exits with the agent's code.
+async fn keep_running(
+    plan: &mut Plan,
+    code: i32,
+    socket: &std::path::Path,
+    tcp: Option<&(std::net::SocketAddr, String)>,
+) {
+    let mut msg = format!(
+        "omac: the agent exited with {code}; the facade and sidecars keep running (--keep-running) \
+         at {}",
+        socket.display()
+    );
+    if let Some((addr, token)) = tcp {
+        msg.push_str(&format!(" and http://{addr}/{token}/"));
+    }
+    msg.push_str(": press Ctrl-C (or send SIGTERM) to stop");
+    eprintln!("{msg}");
+    plan.audit
+        .emit("session.keep_running", json!({"socket": socket}));
+    while let Some(s) = plan.signals.recv().await {
+        if signals::is_stop(s.signal) {
+            break;
+        }
+    }
+}
