@@ -7,6 +7,8 @@
 #                at most 2; access log on, as in a session)
 #   facade-w1    the same with 1 worker thread
 #   facade-nolog the default facade without its access log (nginx's access log is off)
+#   facade-hyper the default facade with its fast path off: every request through hyper (the
+#                facade as it was before the fast path, for a before/after in the same run)
 # at 1, 16 and 256 connections; the upstream is nginx `return 200` (fast enough not to be the
 # bottleneck). Medians of $BENCH_REPS reps, paths interleaved within each rep. Also the
 # facade's RSS after the 256-connection runs. Goals: facade req/s >= nginx's, p99 added over
@@ -132,6 +134,8 @@ start_facade facade-w1 "\"access_log\": \"$work/facade-w1/facade.log\", \"worker
 proxy_pids[facade-w1]=${pids[-1]}
 start_facade facade-nolog ""
 proxy_pids[facade-nolog]=${pids[-1]}
+start_facade facade-hyper "\"access_log\": \"$work/facade-hyper/facade.log\", \"fast_path\": false,"
+proxy_pids[facade-hyper]=${pids[-1]}
 for _ in $(seq 100); do [ -S "$work/nginx-auto.sock" ] && [ -S "$work/nginx-w1.sock" ] && break; sleep 0.05; done
 
 rss_kib() { # sum of VmRSS over the given pids
@@ -178,7 +182,7 @@ print(json.dumps({"path": sys.argv[1], "c": int(sys.argv[2]), "rps": d["summary"
 ' "$path" "$c" "$work/oha.json" "$before" "$after" "$hz"
 }
 
-paths=(direct nginx-w1 nginx-auto facade facade-w1 facade-nolog)
+paths=(direct nginx-w1 nginx-auto facade facade-w1 facade-nolog facade-hyper)
 # Warm up every path (connections, pools, page cache).
 for p in "${paths[@]}"; do run_oha "$p" 16 1 >/dev/null || true; done
 
@@ -211,7 +215,7 @@ python3 - "$results" "$facade_rss_max" "$hwm" "$nginx_rss_max" "$log_lines" "$re
 import json, statistics as st, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 facade_rss, hwm, nginx_rss, log_lines, reps, dur = (int(sys.argv[i]) for i in range(2, 8))
-paths = ["direct", "nginx-w1", "nginx-auto", "facade", "facade-w1", "facade-nolog"]
+paths = ["direct", "nginx-w1", "nginx-auto", "facade", "facade-w1", "facade-nolog", "facade-hyper"]
 cs = sorted({r["c"] for r in rows})
 def get(p, c, rep):
     return next(r for r in rows if r["path"] == p and r["c"] == c and r["rep"] == rep)
