@@ -7,6 +7,10 @@
 #                at most 2; access log on, as in a session)
 #   facade-w1    the same with 1 worker thread
 #   facade-nolog the default facade without its access log (nginx's access log is off)
+#   facade-hyper the default facade with its fast path off: every request through hyper (the
+#                facade as it was before the fast path, for a before/after in the same run)
+#   facade-before (only with BENCH_FACADE_BEFORE=/path/to/an/older/omac) that binary's facade,
+#                default settings: a before/after comparison measured in the same run
 # at 1, 16 and 256 connections; the upstream is nginx `return 200` (fast enough not to be the
 # bottleneck). Medians of $BENCH_REPS reps, paths interleaved within each rep. Also the
 # facade's RSS after the 256-connection runs. Goals: facade req/s >= nginx's, p99 added over
@@ -106,14 +110,14 @@ proxy_conf nginx-w1 1
 proxy_conf nginx-auto auto
 for n in up nginx-w1 nginx-auto; do "$nginx" -c "$work/$n.conf" -g 'daemon on;' 2>>"$work/nginx.stderr"; done
 
-start_facade() { # name extra-json -> starts omac __facade, waits until it listens
-  local name=$1 extra=$2
+start_facade() { # name extra-json [binary] -> starts omac __facade, waits until it listens
+  local name=$1 extra=$2 bin=${3:-$OMAC}
   mkdir -m 700 "$work/$name"
   cat > "$work/$name.json" <<EOF
 {"socket": "$work/$name/bridge.sock", $extra
  "max_connections": 8192, "routes": [{"mount": "up", "port": $up_port}]}
 EOF
-  "$OMAC" __facade --config "$work/$name.json" > "$work/$name.ready" 2> "$work/$name.stderr" &
+  "$bin" __facade --config "$work/$name.json" > "$work/$name.ready" 2> "$work/$name.stderr" &
   pids+=("$!")
   for _ in $(seq 100); do
     [ -s "$work/$name.ready" ] && [ -S "$work/$name/bridge.sock" ] && return 0
@@ -132,6 +136,14 @@ start_facade facade-w1 "\"access_log\": \"$work/facade-w1/facade.log\", \"worker
 proxy_pids[facade-w1]=${pids[-1]}
 start_facade facade-nolog ""
 proxy_pids[facade-nolog]=${pids[-1]}
+start_facade facade-hyper "\"access_log\": \"$work/facade-hyper/facade.log\", \"fast_path\": false,"
+proxy_pids[facade-hyper]=${pids[-1]}
+paths=(direct nginx-w1 nginx-auto facade facade-w1 facade-nolog facade-hyper)
+if [ -n "${BENCH_FACADE_BEFORE:-}" ]; then
+  start_facade facade-before "\"access_log\": \"$work/facade-before/facade.log\"," "$BENCH_FACADE_BEFORE"
+  proxy_pids[facade-before]=${pids[-1]}
+  paths+=(facade-before)
+fi
 for _ in $(seq 100); do [ -S "$work/nginx-auto.sock" ] && [ -S "$work/nginx-w1.sock" ] && break; sleep 0.05; done
 
 rss_kib() { # sum of VmRSS over the given pids
@@ -178,7 +190,6 @@ print(json.dumps({"path": sys.argv[1], "c": int(sys.argv[2]), "rps": d["summary"
 ' "$path" "$c" "$work/oha.json" "$before" "$after" "$hz"
 }
 
-paths=(direct nginx-w1 nginx-auto facade facade-w1 facade-nolog)
 # Warm up every path (connections, pools, page cache).
 for p in "${paths[@]}"; do run_oha "$p" 16 1 >/dev/null || true; done
 
@@ -207,17 +218,17 @@ done
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$facade_pid/status")
 log_lines=$(wc -l < "$work/facade/facade.log")
 
-python3 - "$results" "$facade_rss_max" "$hwm" "$nginx_rss_max" "$log_lines" "$reps" "$dur" <<'EOF'
+python3 - "$results" "$facade_rss_max" "$hwm" "$nginx_rss_max" "$log_lines" "$reps" "$dur" "${paths[*]}" <<'EOF'
 import json, statistics as st, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 facade_rss, hwm, nginx_rss, log_lines, reps, dur = (int(sys.argv[i]) for i in range(2, 8))
-paths = ["direct", "nginx-w1", "nginx-auto", "facade", "facade-w1", "facade-nolog"]
+paths = sys.argv[8].split()
 cs = sorted({r["c"] for r in rows})
 def get(p, c, rep):
     return next(r for r in rows if r["path"] == p and r["c"] == c and r["rep"] == rep)
 print(f"{reps} reps x {dur} s per cell, medians; ratios are medians of per-rep ratios (same rep).")
 print("Upstream: nginx `return 200` on 127.0.0.1 (1 worker). All on this machine's CPUs together.\n")
-print("| path | c | req/s | x direct | x nginx-auto | p50 ms | p99 ms | p99 added ms | proxy CPU us/req | errors |")
+print("| path | c | req/s | x direct | x nginx-auto (min-max) | p50 ms | p99 ms | p99 added ms | proxy CPU us/req (min-max) | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 summary = {}
 for c in cs:
@@ -225,16 +236,19 @@ for c in cs:
         rr = [get(p, c, k) for k in range(1, reps + 1)]
         rps = st.median(r["rps"] for r in rr)
         xd = st.median(r["rps"] / get("direct", c, r["rep"])["rps"] for r in rr)
-        xn = st.median(r["rps"] / get("nginx-auto", c, r["rep"])["rps"] for r in rr)
+        xns = [r["rps"] / get("nginx-auto", c, r["rep"])["rps"] for r in rr]
+        xn = st.median(xns)
         p50 = st.median(r["p50"] for r in rr)
         p99 = st.median(r["p99"] for r in rr)
         added = st.median(r["p99"] - get("direct", c, r["rep"])["p99"] for r in rr)
         errs = sum(r["errors"] for r in rr)
-        cpu = st.median(r["cpu_us"] for r in rr)
+        cpus_all = [r["cpu_us"] for r in rr]
+        cpu = st.median(cpus_all)
         summary[(p, c)] = (rps, xn, added, cpu)
         add = "" if p == "direct" else f"{added:+.3f}"
-        cpus = "" if p == "direct" else f"{cpu:.1f}"
-        print(f"| {p} | {c} | {rps:,.0f} | {xd:.2f} | {xn:.2f} | {p50:.3f} | {p99:.3f} | {add} | {cpus} | {errs} |")
+        cpus = "" if p == "direct" else f"{cpu:.1f} ({min(cpus_all):.1f}-{max(cpus_all):.1f})"
+        xnr = f"{xn:.2f} ({min(xns):.2f}-{max(xns):.2f})"
+        print(f"| {p} | {c} | {rps:,.0f} | {xd:.2f} | {xnr} | {p50:.3f} | {p99:.3f} | {add} | {cpus} | {errs} |")
 print()
 print(f"RSS after the 256-connection runs (max): facade {facade_rss/1024:.1f} MiB "
       f"(peak VmHWM {hwm/1024:.1f} MiB); nginx-auto master+workers {nginx_rss/1024:.1f} MiB.")

@@ -40,27 +40,122 @@ pub(crate) struct Record {
 impl Record {
     /// Appends the record as one JSON line.
     fn write_json(&self, out: &mut Vec<u8>) {
-        let ts = Rfc3339(self.arrived.unwrap_or(UNIX_EPOCH));
-        let _ = write!(
-            out,
-            "{{\"ts\":\"{ts}\",\"transport\":\"{}\",\"method\":",
-            self.transport
-        );
-        let _ = serde_json::to_writer(&mut *out, self.method.as_str());
+        Line {
+            arrived: self.arrived.unwrap_or(UNIX_EPOCH),
+            transport: self.transport,
+            method: self.method.as_str().as_bytes(),
+            mount: self.mount.as_deref().unwrap_or("").as_bytes(),
+            path: self.path.as_bytes(),
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration_us: (self.duration_ms * 1000.0).round().max(0.0) as u64,
+            reason: self.reason,
+        }
+        .write_json(out);
+    }
+}
+
+/// One request as logged, borrowing its strings (the fast path logs without allocating).
+#[derive(Debug)]
+pub(crate) struct Line<'a> {
+    /// When the request arrived.
+    pub arrived: SystemTime,
+    /// `unix` or `tcp`.
+    pub transport: &'static str,
+    /// The method.
+    pub method: &'a [u8],
+    /// The mount (`""` for none).
+    pub mount: &'a [u8],
+    /// The path as forwarded, without the query.
+    pub path: &'a [u8],
+    /// The status sent.
+    pub status: u16,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Answer body bytes sent.
+    pub bytes_out: u64,
+    /// How long the exchange took, in microseconds.
+    pub duration_us: u64,
+    /// The `X-Omac-Reason` of a refusal, or why a stream ended early.
+    pub reason: Option<&'static str>,
+}
+
+impl Line<'_> {
+    /// Appends the line as JSON (`duration_ms` with three decimals).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"ts\":\"");
+        write_ts(self.arrived, out);
+        out.extend_from_slice(b"\",\"transport\":\"");
+        out.extend_from_slice(self.transport.as_bytes());
+        out.extend_from_slice(b"\",\"method\":");
+        json_str(self.method, out);
         out.extend_from_slice(b",\"mount\":");
-        let _ = serde_json::to_writer(&mut *out, self.mount.as_deref().unwrap_or(""));
+        json_str(self.mount, out);
         out.extend_from_slice(b",\"path\":");
-        let _ = serde_json::to_writer(&mut *out, &self.path);
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3}",
-            self.status, self.bytes_in, self.bytes_out, self.duration_ms
-        );
+        json_str(self.path, out);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(n.format(self.status).as_bytes());
+        out.extend_from_slice(b",\"bytes_in\":");
+        out.extend_from_slice(n.format(self.bytes_in).as_bytes());
+        out.extend_from_slice(b",\"bytes_out\":");
+        out.extend_from_slice(n.format(self.bytes_out).as_bytes());
+        out.extend_from_slice(b",\"duration_ms\":");
+        out.extend_from_slice(n.format(self.duration_us / 1000).as_bytes());
+        let frac = self.duration_us % 1000;
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
         if let Some(r) = self.reason {
-            let _ = write!(out, ",\"reason\":\"{r}\"");
+            out.extend_from_slice(b",\"reason\":\"");
+            out.extend_from_slice(r.as_bytes());
+            out.push(b'"');
         }
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// A JSON string; plain ASCII (the usual case) is copied as is.
+fn json_str(s: &[u8], out: &mut Vec<u8>) {
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s));
+    }
+}
+
+thread_local! {
+    /// `YYYY-MM-DDTHH:MM:SS` of the last second formatted on this thread.
+    static TS: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends `t` as RFC 3339 UTC with milliseconds, without the quotes.
+fn write_ts(t: SystemTime, out: &mut Vec<u8>) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (cached, mut text) = TS.with(|c| c.get());
+    if cached != secs {
+        let s = Rfc3339(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+        text.copy_from_slice(&s.as_bytes()[..19]);
+        TS.with(|c| c.set((secs, text)));
+    }
+    out.extend_from_slice(&text);
+    let ms = d.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// Opens (appends to) the access log, mode 0600; the workers share the file.
@@ -172,6 +267,31 @@ impl AccessLog {
         }
         let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
         rec.write_json(&mut buf);
+        if buf.len() >= FLUSH_AT {
+            self.write_out(&mut buf);
+        }
+    }
+
+    /// Adds a line (written out when the buffer is full or at the next flush).
+    pub(crate) fn write_line(&self, line: &Line<'_>) {
+        if let Some(o) = &self.inner.observer {
+            (o.0)(&RequestEvent {
+                transport: line.transport,
+                method: std::str::from_utf8(line.method).unwrap_or("?"),
+                mount: std::str::from_utf8(line.mount).unwrap_or(""),
+                path: &String::from_utf8_lossy(line.path),
+                status: line.status,
+                bytes_in: line.bytes_in,
+                bytes_out: line.bytes_out,
+                duration_ms: line.duration_us as f64 / 1000.0,
+                reason: line.reason,
+            });
+        }
+        if self.inner.file.is_none() {
+            return;
+        }
+        let mut buf = self.inner.buf.lock().unwrap_or_else(|p| p.into_inner());
+        line.write_json(&mut buf);
         if buf.len() >= FLUSH_AT {
             self.write_out(&mut buf);
         }

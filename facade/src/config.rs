@@ -36,6 +36,9 @@ pub struct FacadeConfig {
     /// pool (no cross-thread hand-offs per request); the default is the number of CPUs, at
     /// most 2.
     pub workers: usize,
+    /// Serve plain request/response exchanges on the fast path (the general hyper path
+    /// still serves everything else); false serves every request through hyper.
+    pub fast_path: bool,
 }
 
 /// The optional loopback TCP listener. A request carries the token in `Authorization:
@@ -69,6 +72,7 @@ impl FacadeConfig {
             workers: std::thread::available_parallelism()
                 .map(|n| n.get().min(2))
                 .unwrap_or(1),
+            fast_path: true,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use crate::answers::{refusal, refusal_closing};
@@ -20,19 +20,16 @@ use crate::upstream::{classify, Failure, Lease};
 /// `X-Forwarded-Prefix`.
 pub(crate) const FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
-/// The upstream URI for `rest` and the query.
-pub(crate) fn upstream_uri(authority: &Authority, rest: &str, query: Option<&str>) -> Option<Uri> {
+/// The request target for the sidecar: `rest` and the query in origin form (RFC 9112
+/// §3.2.1: a client sends an origin server only the path and query; hyper's client writes
+/// the URI as given, so an absolute URI here would reach sidecars as `GET http://...`).
+pub(crate) fn upstream_uri(rest: &str, query: Option<&str>) -> Option<Uri> {
     let path = if rest.is_empty() { "/" } else { rest };
     let pq = match query {
         Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
         None => PathAndQuery::try_from(path).ok()?,
     };
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority.clone())
-        .path_and_query(pq)
-        .build()
-        .ok()
+    Some(Uri::from(pq))
 }
 
 /// Request headers as the sidecar gets them: hop-by-hop gone, `Host` and the prefix set.
@@ -53,6 +50,38 @@ pub(crate) fn failure_answer(f: Failure) -> Response<FacadeBody> {
     }
 }
 
+/// Checks a sidecar answer's framing fields before they go on to the client: a chunked
+/// answer loses its `Content-Length` (the chunks frame it; hyper's client ignores the length
+/// but leaves the field, which would announce a wrong length to the client), and invalid or
+/// conflicting lengths are refused even on answers without a body (RFC 9112 §6.3; hyper's
+/// client only checks them when it reads a body). False: answer 502.
+pub(crate) fn answer_framing(headers: &mut HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+        return true;
+    }
+    let mut got: Option<u64> = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = match std::str::from_utf8(part) {
+                Ok(t)
+                    if !t.is_empty() && t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    t.parse::<u64>().ok()
+                }
+                _ => None,
+            };
+            match (n, got) {
+                (None, _) => return false,
+                (Some(n), Some(g)) if n != g => return false,
+                (Some(n), _) => got = Some(n),
+            }
+        }
+    }
+    true
+}
+
 /// The declared `Content-Length`, if any.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -71,7 +100,7 @@ pub(crate) async fn send(
     stats: &RequestStats,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
     let idle = route.idle_timeout;
-    let fut = shared.pool.send(target.port, req);
+    let fut = crate::upstream::send(&shared.pool, shared.connect_timeout, target.port, req);
     tokio::pin!(fut);
     let mut seen = stats.bytes.load(Ordering::Relaxed);
     loop {
@@ -109,7 +138,7 @@ pub(crate) async fn proxy(
         ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
     }
-    let Some(uri) = upstream_uri(&target.authority, rest, parts.uri.query()) else {
+    let Some(uri) = upstream_uri(rest, parts.uri.query()) else {
         let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
         ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
@@ -142,6 +171,17 @@ pub(crate) async fn proxy(
         }
     };
     let (mut parts, body) = resp.into_parts();
+    if !answer_framing(&mut parts.headers) {
+        drop(lease);
+        let r = refusal(StatusCode::BAD_GATEWAY, "upstream-error");
+        ex.log_now(
+            &r,
+            Some(&route.mount),
+            rest,
+            stats.bytes.load(Ordering::Relaxed),
+        );
+        return r;
+    }
     strip_hop_by_hop(&mut parts.headers);
     let event_stream = parts
         .headers
@@ -170,14 +210,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_upstream_uris() {
-        let a = |p: u16| Authority::try_from(format!("127.0.0.1:{p}")).unwrap();
-        let u = upstream_uri(&a(8080), "/a/b", Some("x=1&y=%20")).unwrap();
-        assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y=%20");
-        assert_eq!(upstream_uri(&a(1), "", None).unwrap().path(), "/");
-        assert_eq!(
-            upstream_uri(&a(1), "/", Some("")).unwrap().to_string(),
-            "http://127.0.0.1:1/?"
+    fn answer_framing_fields_are_checked() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
         );
+        assert!(answer_framing(&mut h));
+        assert!(
+            !h.contains_key(header::CONTENT_LENGTH),
+            "the chunks frame it"
+        );
+        for (ok, values) in [
+            (true, &["5"][..]),
+            (true, &["5, 5", "5"]),
+            (false, &["5", "6"]),
+            (false, &["5x"]),
+            (false, &["-1"]),
+            (false, &[""]),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_static(v));
+            }
+            assert_eq!(answer_framing(&mut h), ok, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn builds_origin_form_targets() {
+        let u = upstream_uri("/a/b", Some("x=1&y=%20")).unwrap();
+        assert_eq!(u.to_string(), "/a/b?x=1&y=%20");
+        assert!(
+            u.scheme().is_none() && u.authority().is_none(),
+            "origin form"
+        );
+        assert_eq!(upstream_uri("", None).unwrap().to_string(), "/");
+        assert_eq!(upstream_uri("/", Some("")).unwrap().to_string(), "/?");
     }
 }

@@ -2,21 +2,23 @@
 //! status document, route, route state, SKILL.md at the mount root, upgrade, forward.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::access_log::{AccessLog, Record};
 use crate::answers::{json, refusal};
 use crate::body::{FacadeBody, LogGuard, RequestStats};
 use crate::headers::requested_upgrade;
 use crate::paths::{normalize, split_mount};
+use crate::raw_upstream::RawPool;
 use crate::routes::{Route, RouteState, RouteTable};
-use crate::upstream::Pool;
+use crate::upstream::HyperPool;
 use crate::{auth, forward, upgrade};
 
 /// Which listener a request came in on.
@@ -29,7 +31,8 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    /// `unix` or `tcp`, as logged.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::Unix => "unix",
             Transport::Tcp => "tcp",
@@ -37,16 +40,43 @@ impl Transport {
     }
 }
 
-/// What every request handler shares.
+/// What every request handler of one worker shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) routes: RouteTable,
-    pub(crate) pool: Pool,
+    /// hyper's client connections (the general path).
+    pub(crate) pool: HyperPool,
+    /// Raw sidecar connections (the fast path).
+    pub(crate) raw: RawPool,
+    pub(crate) connect_timeout: Duration,
     pub(crate) log: Option<AccessLog>,
     pub(crate) token: Option<String>,
     pub(crate) version: String,
     /// Flips to true when the facade shuts down (spliced connections close then).
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The worker's own view of the shutdown (no lock shared between workers per request).
+    pub(crate) stop: Arc<WorkerStop>,
+    /// Serve plain exchanges on the fast path.
+    pub(crate) fast: bool,
+    /// The client head limits and timeout (the fast path applies them as hyper does).
+    pub(crate) header_timeout: Duration,
+    pub(crate) max_head: usize,
+    pub(crate) max_fields: usize,
+}
+
+/// One worker's shutdown signal: a flag, and a notification for connections waiting idle.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStop {
+    pub(crate) flag: AtomicBool,
+    pub(crate) notify: Arc<Notify>,
+}
+
+impl WorkerStop {
+    /// Raises the flag and wakes the idle connections.
+    pub(crate) fn raise(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
 }
 
 /// The bookkeeping of one request: what the access log line needs.

@@ -112,8 +112,6 @@ pub(crate) struct Route {
 pub(crate) struct Target {
     /// The sidecar's port.
     pub(crate) port: u16,
-    /// `127.0.0.1:PORT` for the request URI.
-    pub(crate) authority: hyper::http::uri::Authority,
     /// `127.0.0.1:PORT` for the `Host` header.
     pub(crate) host: hyper::header::HeaderValue,
 }
@@ -125,7 +123,6 @@ fn target_of(state: &RouteState) -> Option<Target> {
     let s = format!("127.0.0.1:{port}");
     Some(Target {
         port: *port,
-        authority: hyper::http::uri::Authority::try_from(s.as_str()).ok()?,
         host: hyper::header::HeaderValue::try_from(s).ok()?,
     })
 }
@@ -140,7 +137,17 @@ impl Route {
             .clone()
     }
 
-    /// Where to forward when ready (the per-request fast path).
+    /// The sidecar's port when ready (the fast path's per-request check).
+    pub(crate) fn ready_port(&self) -> Option<u16> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .as_ref()
+            .map(|t| t.port)
+    }
+
+    /// Where to forward when ready.
     pub(crate) fn target(&self) -> Option<Target> {
         self.state
             .read()
@@ -159,10 +166,35 @@ pub fn valid_mount(mount: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// FNV-1a: the route map is looked up once per request with a short mount name, and only
+/// omac inserts into it, so a cheap hash is enough.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type RouteMap = HashMap<String, Arc<Route>, std::hash::BuildHasherDefault<Fnv>>;
+
 /// The shared, cheaply cloneable route table.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    routes: Arc<RwLock<HashMap<String, Arc<Route>>>>,
+    routes: Arc<RwLock<RouteMap>>,
     changes: Arc<watch::Sender<u64>>,
 }
 
@@ -329,10 +361,7 @@ mod tests {
         assert!(t.insert(RouteConfig::new("echo", "other")).is_err());
         assert_eq!(t.state("echo"), Some(RouteState::Starting));
         assert!(t.set_state("echo", RouteState::Ready { port: 9 }));
-        assert_eq!(
-            t.get("echo").unwrap().target().unwrap().authority,
-            "127.0.0.1:9"
-        );
+        assert_eq!(t.get("echo").unwrap().target().unwrap().host, "127.0.0.1:9");
         assert!(!t.set_state("nope", RouteState::Starting));
         assert!(t.remove("echo"));
         assert!(t.snapshot().is_empty());

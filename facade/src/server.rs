@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 
 use crate::access_log::{self, AccessLog};
 use crate::handler::{handle, Shared, Transport};
+use crate::pool::Pool;
 use crate::routes::RouteTable;
-use crate::{auth, listen, upstream, Error, FacadeConfig};
+use crate::{auth, fast, listen, Error, FacadeConfig};
 
 /// A running facade.
 #[derive(Debug)]
@@ -144,12 +145,19 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         };
         let shared = Arc::new(Shared {
             routes: routes.clone(),
-            pool: upstream::Pool::new(config.connect_timeout),
+            pool: Pool::new(),
+            raw: Pool::new(),
+            connect_timeout: config.connect_timeout,
             log: (log_file.is_some() || config.observer.is_some())
                 .then(|| AccessLog::with(log_file.clone(), config.observer.clone())),
             token: token.clone(),
             version: config.version.clone(),
             shutdown: shutdown_rx.clone(),
+            stop: Arc::default(),
+            fast: config.fast_path,
+            header_timeout: config.header_read_timeout,
+            max_head: config.max_header_bytes.max(8192),
+            max_fields: config.max_headers,
         });
         let ctx = Arc::new(LoopCtx {
             shared,
@@ -208,7 +216,11 @@ async fn worker(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(access_log::FLUSH_EVERY) => {}
-                    _ = stopped(&mut rx) => break,
+                    _ = stopped(&mut rx) => {
+                        // Idle fast-path connections close now; busy ones after their answer.
+                        shared.stop.raise();
+                        break;
+                    }
                 }
                 if let Some(log) = &shared.log {
                     log.flush();
@@ -246,8 +258,9 @@ async fn worker(
     }
 }
 
-struct LoopCtx {
-    shared: Arc<Shared>,
+/// What a worker's accept loops and connections share.
+pub(crate) struct LoopCtx {
+    pub(crate) shared: Arc<Shared>,
     builder: http1::Builder,
     allowed: Arc<[u32]>,
     permits: Arc<Semaphore>,
@@ -288,7 +301,11 @@ async fn accept_loop(listener: Listener, ctx: Arc<LoopCtx>, mut shutdown: watch:
                 match uid {
                     Ok(uid) if ctx.allowed.contains(&uid) => {
                         conns.spawn(async move {
-                            serve(s, Transport::Unix, ctx2, rx).await;
+                            if ctx2.shared.fast {
+                                fast::serve(s, Transport::Unix, ctx2, rx).await;
+                            } else {
+                                serve(s, Transport::Unix, ctx2, rx).await;
+                            }
                             drop(permit);
                         });
                     }
@@ -304,7 +321,11 @@ async fn accept_loop(listener: Listener, ctx: Arc<LoopCtx>, mut shutdown: watch:
             Accepted::Tcp(s) => {
                 let _ = s.set_nodelay(true);
                 conns.spawn(async move {
-                    serve(s, Transport::Tcp, ctx2, rx).await;
+                    if ctx2.shared.fast {
+                        fast::serve(s, Transport::Tcp, ctx2, rx).await;
+                    } else {
+                        serve(s, Transport::Tcp, ctx2, rx).await;
+                    }
                     drop(permit);
                 });
             }
@@ -354,8 +375,9 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Serves one client connection until it closes or the facade shuts down.
-async fn serve<S>(
+/// Serves one client connection on the general (hyper) path until it closes or the facade
+/// shuts down.
+pub(crate) async fn serve<S>(
     stream: S,
     transport: Transport,
     ctx: Arc<LoopCtx>,

@@ -13,6 +13,9 @@
 //!                 "secrets_from_env": {"ECHO_API_KEY": "MY_KEY"}}]
 //! }
 //! ```
+//! Optional: `workers` (threads), `fast_path` (false: every request through hyper, for
+//! comparisons), `allowed_uids`, `header_read_timeout_ms`, `max_connections`, `log_dir`,
+//! `workdir`, `keeper`, `stop_grace_ms`.
 //! Once everything listens, one JSON line goes to stdout:
 //! `{"ready":true,"socket":...,"tcp":"127.0.0.1:PORT"|null,"token":...|null,"pid":N}`.
 //! SIGTERM or SIGINT shut it down gracefully.
@@ -45,6 +48,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     #[serde(default)]
     workers: Option<usize>,
+    #[serde(default)]
+    fast_path: Option<bool>,
     #[serde(default)]
     log_dir: Option<PathBuf>,
     #[serde(default)]
@@ -187,6 +192,9 @@ fn plan(path: &Path) -> Result<Plan, Error> {
     facade.max_connections = file.max_connections.unwrap_or(facade.max_connections);
     if let Some(n) = file.workers.filter(|n| *n > 0) {
         facade.workers = n;
+    }
+    if let Some(f) = file.fast_path {
+        facade.fast_path = f;
     }
 
     let log_dir = match file.log_dir {

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::answers::refusal;
 use crate::body::{FacadeBody, RequestBody, RequestStats};
-use crate::forward::{failure_answer, send, upstream_headers, upstream_uri};
+use crate::forward::{answer_framing, failure_answer, send, upstream_headers, upstream_uri};
 use crate::handler::{Exchange, Shared};
 use crate::headers::{has_token, strip_hop_by_hop};
 use crate::routes::{Route, Target};
@@ -86,7 +86,7 @@ pub(crate) async fn proxy(
     let client_side: OnUpgrade = hyper::upgrade::on(&mut req);
     let ws_key = req.headers().get("sec-websocket-key").cloned();
     let (mut parts, body) = req.into_parts();
-    let Some(uri) = upstream_uri(&target.authority, rest, parts.uri.query()) else {
+    let Some(uri) = upstream_uri(rest, parts.uri.query()) else {
         let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
         ex.log_now(&r, Some(&route.mount), rest, 0);
         return r;
@@ -120,6 +120,12 @@ pub(crate) async fn proxy(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The sidecar declined the upgrade: its answer goes back as any other.
         let (mut parts, body) = resp.into_parts();
+        if !answer_framing(&mut parts.headers) {
+            drop(lease);
+            let r = refusal(StatusCode::BAD_GATEWAY, "upstream-error");
+            ex.log_now(&r, Some(&route.mount), rest, 0);
+            return r;
+        }
         strip_hop_by_hop(&mut parts.headers);
         let guard = ex.guard(parts.status.as_u16(), &route.mount, rest, Some(stats));
         return Response::from_parts(
