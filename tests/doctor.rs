@@ -59,3 +59,18 @@ fn unavailable_user_namespaces_are_named_with_the_fix() {
     );
     assert!(out.contains("Landlock and seccomp only"), "{out}");
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_32_bit_entry_point_is_reported_as_the_kernel_labels_it() {
+    use omac_seccomp::probe::{compat_entry, CompatEntry};
+    let o = Command::new(OMAC).arg("doctor").output().unwrap();
+    let out = text(&o);
+    let want = match compat_entry() {
+        CompatEntry::Labelled => "[ok]   seccomp: 32-bit (int 0x80) and x32 system calls are seen",
+        CompatEntry::Absent => "[ok]   seccomp: no 32-bit entry point",
+        CompatEntry::Unfiltered => "[warn] seccomp: this kernel runs i386 (int 0x80) system calls",
+        CompatEntry::NotApplicable => panic!("the int 0x80 probe failed"),
+    };
+    assert!(out.contains(want), "{want:?} missing:\n{out}");
+}

@@ -512,6 +512,33 @@ pub fn sandbox(r: &HostReport) -> Section {
             Some("use a kernel built with CONFIG_SECCOMP_FILTER".into()),
         )
     });
+    if r.seccomp_available {
+        use omac_seccomp::probe::{compat_entry, CompatEntry};
+        match compat_entry() {
+            CompatEntry::Unfiltered => checks.push(Check::new(
+                Status::Warn,
+                "seccomp: this kernel runs i386 (int 0x80) system calls but shows them to \
+                 seccomp as x86_64 ones, so no filter can refuse them; namespaces, Landlock \
+                 and the dropped capabilities still hold",
+                Some(
+                    "boot with ia32_emulation=0 (or a kernel without IA32 emulation) to close \
+                     the 32-bit entry point"
+                        .into(),
+                ),
+            )),
+            CompatEntry::Labelled => checks.push(Check::new(
+                Status::Ok,
+                "seccomp: 32-bit (int 0x80) and x32 system calls are seen and kill the agent",
+                None,
+            )),
+            CompatEntry::Absent => checks.push(Check::new(
+                Status::Ok,
+                "seccomp: no 32-bit entry point on this kernel (IA32 emulation off)",
+                None,
+            )),
+            CompatEntry::NotApplicable => {}
+        }
+    }
     let mut limits = false;
     checks.push(match &r.cgroups {
         Ok((base, enabled)) => {
