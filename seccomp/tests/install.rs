@@ -74,10 +74,9 @@ fn run(filter: Option<&CompiledFilter>, probes: &[Probe]) -> Vec<Outcome> {
         });
     }
     unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    // Reap any clone that slipped through unfiltered.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    // A clone that slipped through made a grandchild, which init reaps once the child is
+    // gone: never wait for "any child" here, that would steal the other tests' children.
+    let status = wait_for(pid);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "child status {status}"
@@ -375,8 +374,14 @@ fn child_status(filter: Option<&CompiledFilter>, f: fn() -> i64) -> i32 {
             libc::_exit(if r > 0 { 0 } else { 1 });
         }
     }
+    wait_for(pid)
+}
+
+/// Waits for the child `pid` and returns its status; panics if it cannot be waited for.
+fn wait_for(pid: libc::pid_t) -> i32 {
     let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(got, pid, "waitpid: {}", std::io::Error::last_os_error());
     status
 }
 
