@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark section "start": what `omac start` costs over `omac run` of the same bundle.
+#
+#   run, no skills        omac run of a bundle made by `omac bundle create -- /bin/true`
+#   start, no skills      omac start --inner /bin/true in the same work directory
+#   run, echo skill       the same with the example skill echo-rest registered: the bundle
+#                         carries its layer and sidecar plan, `run` starts the sidecar
+#   start, echo skill     omac start --inner /bin/true with that skill
+#   sidecar boot          the echo sidecar alone: spawn to its first healthy /status answer,
+#                         polled every 0.2 ms (the sidecar's own time, which omac waits for)
+#
+# Every session runs the default profile (filtered network: the egress proxy comes up too)
+# in a scratch HOME, so the machine's dotfiles and registries play no part. Prints a table of
+# medians and the goals of issue 5: start adds < 10 ms over run without skills, and with a
+# skill < 10 ms over the sidecar's own boot time.
+#   OMAC=target/release/omac bash bench/start.sh      (bench/run.sh sets OMAC)
+#   RUNS=60 bash bench/start.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+OMAC=${OMAC:-$here/../target/release/omac}
+RUNS=${RUNS:-40}
+WARMUP=${WARMUP:-5}
+for tool in hyperfine python3; do
+  command -v "$tool" >/dev/null || { echo "start bench: $tool is missing (.ci/apt-packages)" >&2; exit 4; }
+done
+
+work=$(mktemp -d /tmp/omac-bench-start.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/home" "$work/plain" "$work/echo/.agents/skills"
+cp -r "$here/../skills/examples/echo-rest" "$work/echo/.agents/skills/"
+export HOME="$work/home" XDG_CONFIG_HOME= XDG_DATA_HOME= XDG_STATE_HOME= XDG_RUNTIME_DIR=
+export OMAC_KEYRING_BACKEND=keyutils
+
+"$OMAC" --workdir "$work/echo" register echo-rest --no-secrets --no-fields </dev/null >/dev/null
+(cd "$work/plain" && "$OMAC" bundle create --out "$work/b-plain" -- /bin/true >/dev/null)
+(cd "$work/echo" && "$OMAC" bundle create --out "$work/b-echo" -- /bin/true >/dev/null)
+
+# Each command must work before it is timed.
+for c in "run $work/b-plain" "--workdir $work/plain start --inner /bin/true" \
+         "run $work/b-echo" "--workdir $work/echo start --inner /bin/true"; do
+  (cd "$work/echo" && $OMAC $c </dev/null >/dev/null) || { echo "start bench: omac $c failed" >&2; exit 1; }
+done
+
+cd "$work/echo"
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$work/result.json" \
+  -n run-plain "$OMAC run $work/b-plain" \
+  -n start-plain "$OMAC --workdir $work/plain start --inner /bin/true" \
+  -n run-echo "$OMAC run $work/b-echo" \
+  -n start-echo "$OMAC --workdir $work/echo start --inner /bin/true" >/dev/null
+
+# The sidecar's own boot: spawned as omac spawns it (from its directory, SIDECAR_PORT set).
+python3 - "$work/echo/.agents/skills/echo-rest" "$RUNS" > "$work/boot.json" <<'EOF'
+import http.client, json, os, socket, statistics, subprocess, sys, time
+skill, runs = sys.argv[1], int(sys.argv[2])
+times = []
+for _ in range(runs):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    env = dict(os.environ, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["python3", "scripts/sidecar.py"], cwd=skill, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/status")
+            if 200 <= c.getresponse().status < 300:
+                break
+        except OSError:
+            time.sleep(0.0002)
+    times.append((time.perf_counter() - t0) * 1000)
+    p.terminate(); p.wait()
+print(json.dumps({"median": statistics.median(times)}))
+EOF
+
+python3 - "$work/result.json" "$work/boot.json" "$RUNS" <<'EOF'
+import json, sys
+med = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
+boot = json.load(open(sys.argv[2]))["median"]
+runs = sys.argv[3]
+rows = [
+    ("run-plain", "`omac run` of the bundle, no skills"),
+    ("start-plain", "`omac start --inner /bin/true`, no skills"),
+    ("run-echo", "`omac run` of the bundle with the echo skill"),
+    ("start-echo", "`omac start --inner /bin/true` with the echo skill"),
+]
+print("| command | median ms | over `omac run`, no skills |")
+print("|---|---:|---:|")
+for k, what in rows:
+    print("| %s | %.2f | %+.2f ms |" % (what, med[k], med[k] - med["run-plain"]))
+print("| the echo sidecar alone: spawn to healthy | %.2f | |" % boot)
+print()
+print("(hyperfine -N, %s runs each, medians; default profile, filtered network)" % runs)
+added_plain = med["start-plain"] - med["run-plain"]
+added_echo = med["start-echo"] - med["run-plain"] - boot
+print("start adds over run, no skills: %.2f ms (goal < 10: %s)" %
+      (added_plain, "met" if added_plain < 10 else "NOT met"))
+print("start with the skill adds over run + the sidecar's own boot: %.2f ms (goal < 10: %s)" %
+      (added_echo, "met" if added_echo < 10 else "NOT met"))
+print("start over run of the same skill bundle: %+.2f ms" % (med["start-echo"] - med["run-echo"]))
+EOF
