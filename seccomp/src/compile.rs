@@ -239,17 +239,18 @@ fn build(
         .map_err(|e: seccompiler::BackendError| Error::Invalid(e.to_string()))
 }
 
-const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+pub(crate) const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+pub(crate) const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const BPF_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
-const SECCOMP_DATA_NR: u32 = 0;
-const SECCOMP_DATA_ARCH: u32 = 4;
+pub(crate) const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
+pub(crate) const SECCOMP_DATA_NR: u32 = 0;
+pub(crate) const SECCOMP_DATA_ARCH: u32 = 4;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+/// One classic BPF instruction.
+pub(crate) fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 

@@ -22,7 +22,10 @@ pub enum CompatEntry {
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use super::CompatEntry;
-    use libc::sock_filter;
+    use crate::compile::{
+        insn, BPF_JEQ_K, BPF_LD_W_ABS, BPF_RET_K, SECCOMP_DATA_ARCH, SECCOMP_DATA_NR,
+    };
+    use seccompiler::sock_filter;
 
     const LABELLED: i32 = 10;
     const MISLABELLED: i32 = 11;
@@ -31,23 +34,21 @@ mod imp {
     const TAG_I386: u32 = 77;
     const TAG_X86_64: u32 = 78;
     const I386_GETPID: i64 = 20;
-
-    fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
-        sock_filter { code, jt, jf, k }
-    }
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 
     /// A filter that answers a distinct errno for "i386" and for "x86_64 with the i386
     /// number", and allows everything else.
     fn probe_filter() -> Vec<sock_filter> {
         let errno = libc::SECCOMP_RET_ERRNO;
         vec![
-            insn(0x20, 0, 0, 4),                  // A = arch
-            insn(0x15, 0, 1, 0x4000_0003),        // AUDIT_ARCH_I386?
-            insn(0x06, 0, 0, errno | TAG_I386),   //   -> ERRNO(77)
-            insn(0x20, 0, 0, 0),                  // A = nr
-            insn(0x15, 0, 1, I386_GETPID as u32), // nr 20 (x86_64 writev)?
-            insn(0x06, 0, 0, errno | TAG_X86_64), //   -> ERRNO(78)
-            insn(0x06, 0, 0, libc::SECCOMP_RET_ALLOW),
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+            insn(BPF_JEQ_K, 0, 1, AUDIT_ARCH_I386),
+            insn(BPF_RET_K, 0, 0, errno | TAG_I386),
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+            // The same number as an x86_64 call (writev).
+            insn(BPF_JEQ_K, 0, 1, I386_GETPID as u32),
+            insn(BPF_RET_K, 0, 0, errno | TAG_X86_64),
+            insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
         ]
     }
 
@@ -55,7 +56,8 @@ mod imp {
         let mut filter = probe_filter();
         let prog = libc::sock_fprog {
             len: filter.len() as u16,
-            filter: filter.as_mut_ptr(),
+            // seccompiler's sock_filter has the kernel's layout, as libc's does.
+            filter: filter.as_mut_ptr().cast(),
         };
         // SAFETY: the child only makes raw syscalls and exits; the parent waits for it.
         let pid = unsafe { libc::fork() };
