@@ -74,13 +74,7 @@ pub fn create_with(workdir: &Path, args: CreateArgs, with_skills: bool) -> anyho
         host: &host,
         extras: prepared.extras,
     };
-    let mut warnings = Vec::new();
-    let bundle = omac_bundle::generate(&session, &mut warnings)?;
-    for w in &warnings {
-        eprintln!("omac: warning: {w}");
-    }
-    let rendered = omac_bundle::render(&bundle);
-    omac_bundle::render::write(&args.out, &rendered)?;
+    crate::session::prepare::write_bundle(&session, &args.out)?;
     tracing::info!(dir = %args.out.display(), skills = active.len(), "bundle written");
     Ok(0)
 }

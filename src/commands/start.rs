@@ -175,13 +175,7 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         host: &host,
         extras: prepared.extras,
     };
-    let mut warnings = Vec::new();
-    let bundle = omac_bundle::generate(&session, &mut warnings)?;
-    for w in &warnings {
-        eprintln!("omac: warning: {w}");
-    }
-    let rendered = omac_bundle::render(&bundle);
-    omac_bundle::render::write(&bundle_dir, &rendered)?;
+    crate::session::prepare::write_bundle(&session, &bundle_dir)?;
     let loaded = omac_bundle::load(&bundle_dir).context("loading the session's bundle")?;
     if verbose {
         eprintln!(

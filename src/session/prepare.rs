@@ -112,6 +112,18 @@ pub fn prepare(
     })
 }
 
+/// Generates the bundle of `session` into `dir` (config.json, omac.json, rootfs/), printing
+/// the generator's warnings.
+pub fn write_bundle(session: &omac_bundle::Session, dir: &Path) -> anyhow::Result<()> {
+    let mut warnings = Vec::new();
+    let bundle = omac_bundle::generate(session, &mut warnings)?;
+    for w in &warnings {
+        eprintln!("omac: warning: {w}");
+    }
+    omac_bundle::render::write(dir, &omac_bundle::render(&bundle))?;
+    Ok(())
+}
+
 /// Creates the harness's missing state directories (0700) and files on the host, so that
 /// what the agent keeps there is granted and survives the session instead of landing in
 /// the sandbox's scratch home. A missing `.json` state file starts as `{}`.
