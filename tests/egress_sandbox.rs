@@ -1,0 +1,846 @@
+//! The filtered network end to end, from inside real sessions (`omac start` in filtered
+//! mode, headless): an allowed domain through CONNECT (plain and TLS) and through
+//! plain-HTTP forwarding; the 403 of a denied one and what it says; IP literals and names
+//! that lead to loopback, link-local, metadata or the host's own addresses refused, with a
+//! listener on each proving that it received nothing; clients that ignore the proxy, UDP
+//! and raw sockets; SOCKS5; git over SSH through `omac connect`; the prompt flows with the
+//! stub backend; one session's proxy out of another's reach; and the audit events of every
+//! decision.
+//!
+//! Every refusal is paired with a positive control (the same path allowed in the same
+//! session, or the same probe run unconfined) so that a refusal test would notice a breach.
+//! Traffic goes only to listeners on loopback, the host's own address, or addresses added
+//! to `lo` in a network namespace the test creates (`unshare -rn`).
+
+mod sessionkit;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sessionkit::*;
+
+/// A TCP listener on the host counting the connections it accepts; each gets an HTTP 200
+/// with `body`.
+struct Counted {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn counted(ip: IpAddr, body: &'static str) -> Counted {
+    counted_at(SocketAddr::new(ip, 0), body)
+}
+
+fn counted_at(addr: SocketAddr, body: &'static str) -> Counted {
+    let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            h.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    Counted { port, hits }
+}
+
+/// The host's first global IPv4 address (the proxy's "host's own address").
+fn host_ipv4() -> Option<IpAddr> {
+    let o = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        w.find(|x| *x == "inet")?;
+        w.next()?.split('/').next()?.parse().ok()
+    })
+}
+
+/// `omac start --profile PROFILE --inner sh -- -c SCRIPT` on `h`, headless.
+fn start(h: &Host, profile: &str, script: &str) -> Output {
+    h.omac()
+        .args([
+            "start",
+            "--profile",
+            profile,
+            "--inner",
+            "sh",
+            "--",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// A command with the same clean environment as `h.omac()`, for wrappers around omac.
+fn host_cmd(h: &Host, prog: &str) -> Command {
+    let mut c = Command::new(prog);
+    c.current_dir(&h.work)
+        .env_clear()
+        .env("HOME", &h.home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("PWD", &h.work)
+        .stdin(Stdio::null());
+    for (k, v) in &h.vars {
+        c.env(k, v);
+    }
+    c
+}
+
+/// The audit log's `net.decision` events.
+fn decisions(h: &Host) -> Vec<serde_json::Value> {
+    h.audit()
+        .into_iter()
+        .filter(|e| e["type"] == "net.decision")
+        .collect()
+}
+
+/// Whether a `net.decision` for `host` (and `port`, unless 0) with `allow` was logged,
+/// with every `(field, value)` of `also`.
+fn logged(
+    ds: &[serde_json::Value],
+    host: &str,
+    port: u16,
+    allow: bool,
+    also: &[(&str, &str)],
+) -> bool {
+    ds.iter().any(|d| {
+        d["host"] == host
+            && (port == 0 || d["port"] == port)
+            && d["allow"] == allow
+            && also.iter().all(|(k, v)| d[*k] == *v)
+    })
+}
+
+/// A shell function for the scripts run inside: `t NAME URL` tries URL through the proxy
+/// by forwarding, by a CONNECT tunnel and by SOCKS5 (proxy exceptions switched off, so
+/// that loopback goes to the proxy too), and prints `NAME fwd=CODE tun=CODE socks=EXIT`;
+/// the forwarded answer's body goes to `out/NAME`.
+const PROBE: &str = r#"mkdir -p out
+t() {
+  f=$(curl -g -s -m 15 --noproxy '' -o "out/$1" -w '%{http_code}' "$2")
+  c=$(curl -g -s -m 15 --noproxy '' -p -o /dev/null -w '%{http_connect}' "$2")
+  curl -g -s -m 15 --noproxy '' -x "$ALL_PROXY" -o /dev/null "$2"; s=$?
+  echo "$1 fwd=$f tun=$c socks=$s"
+}
+"#;
+
+/// The `t` lines of an output: name -> (fwd, tun, socks).
+fn probes(o: &Output) -> std::collections::HashMap<String, (String, String, String)> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let f = w.next()?.strip_prefix("fwd=")?.to_string();
+            let c = w.next()?.strip_prefix("tun=")?.to_string();
+            let s = w.next()?.strip_prefix("socks=")?.to_string();
+            Some((name, (f, c, s)))
+        })
+        .collect()
+}
+
+/// Asserts that probe `name` was refused three ways, its 403 body naming `rule`.
+fn assert_refused(h: &Host, o: &Output, name: &str, rule: &str) {
+    let p = probes(o);
+    let Some((f, c, s)) = p.get(name) else {
+        panic!("probe {name} did not run: {}", text(o));
+    };
+    assert_eq!(f, "403", "{name}: forwarded: {}", text(o));
+    assert_eq!(c, "403", "{name}: CONNECT: {}", text(o));
+    assert_ne!(s, "0", "{name}: SOCKS5 went through: {}", text(o));
+    let body = std::fs::read_to_string(h.work.join("out").join(name)).unwrap_or_default();
+    assert!(
+        body.contains(&format!("rule: {rule}:")),
+        "{name}: the 403 names rule {rule}: {body}"
+    );
+}
+
+/// Asserts that probe `name` got through all three ways.
+fn assert_through(o: &Output, name: &str) {
+    let p = probes(o);
+    assert_eq!(
+        p.get(name),
+        Some(&("200".to_string(), "200".to_string(), "0".to_string())),
+        "{name}: {}",
+        text(o)
+    );
+}
+
+/// A profile `tests` extending the default (filtered, prompt off) with `allow` added to
+/// the allowlist.
+fn allow_profile(h: &Host, allow: &[&str]) {
+    h.profile(
+        "tests",
+        &serde_json::json!({
+            "extends": "default",
+            "network": {"allow_domain": allow, "network_prompt": {"enabled": false}}
+        })
+        .to_string(),
+    );
+}
+
+/// Self-signed certificate and key for `name` in `dir` (cert.pem, key.pem).
+fn certificate(dir: &Path, name: &str) {
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A TLS server (`openssl s_server -www`) on 127.0.0.1 with `dir`'s certificate.
+struct Tls {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server(dir: &Path) -> Tls {
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(dir.join("cert.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Tls { child, port }
+}
+
+#[test]
+fn an_allowed_domain_goes_through_connect_tls_and_forwarding_a_denied_one_gets_the_403() {
+    let mut h = Host::new();
+    let allowed = counted(IpAddr::from([127, 0, 0, 1]), "allowed-body");
+    let other = counted(IpAddr::from([127, 0, 0, 1]), "other-body");
+    certificate(&h.work, "allowed.test");
+    let tls = tls_server(&h.work);
+    allow_profile(&h, &["allowed.test"]);
+    h.var(
+        "OMAC_TEST_EGRESS_RESOLVE",
+        "allowed.test=127.0.0.1,other.test=127.0.0.1",
+    );
+    // Every listener is reachable for the proxy: only the policy stands between the
+    // sandbox and other.test.
+    h.var(
+        "OMAC_TEST_EGRESS_EXEMPT",
+        format!(
+            "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+            allowed.port, other.port, tls.port
+        ),
+    );
+    let (a, d, t) = (allowed.port, other.port, tls.port);
+    let o = start(
+        &h,
+        "tests",
+        &format!(
+            "echo fwd=$(curl -s -m 10 http://allowed.test:{a}/)
+             echo tun=$(curl -s -m 10 -p http://allowed.test:{a}/)
+             echo tls=$(curl -s -m 10 --cacert cert.pem https://allowed.test:{t}/ | grep -q s_server && echo served)
+             echo tls_verified=$(curl -s -m 10 -o /dev/null -w '%{{ssl_verify_result}}' --cacert cert.pem https://allowed.test:{t}/)
+             echo denied=$(curl -s -m 10 -o denied.body -w '%{{http_code}}' http://other.test:{d}/)
+             echo denied_header=$(curl -s -m 10 -D - -o /dev/null http://other.test:{d}/ | tr -d '\\r' | sed -n 's/^[Xx]-[Oo]mac-[Ss]andbox: //p')
+             echo denied_tun=$(curl -s -m 10 -p -o /dev/null -w '%{{http_connect}}' http://other.test:{d}/)
+             echo denied_tls=$(curl -s -m 10 -o /dev/null -w '%{{http_connect}}' https://other.test:{d}/)"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["fwd"], "allowed-body", "{}", text(&o));
+    assert_eq!(r["tun"], "allowed-body", "{}", text(&o));
+    // The TLS session is the server's own, verified against its certificate: the proxy
+    // tunnels it untouched.
+    assert_eq!(r["tls"], "served", "{}", text(&o));
+    assert_eq!(r["tls_verified"], "0", "{}", text(&o));
+    assert_eq!(r["denied"], "403", "{}", text(&o));
+    assert_eq!(r["denied_header"], "denied", "{}", text(&o));
+    assert_eq!(r["denied_tun"], "403", "{}", text(&o));
+    assert_eq!(r["denied_tls"], "403", "{}", text(&o));
+    assert_eq!(allowed.hits(), 2, "forwarding and the tunnel");
+    assert_eq!(other.hits(), 0, "the denied host received nothing");
+
+    let body = std::fs::read_to_string(h.work.join("denied.body")).unwrap();
+    let profile = h.work.join(".omac/profiles/tests.json");
+    assert!(
+        body.contains(&format!("the connection to other.test:{d} was refused")),
+        "{body}"
+    );
+    assert!(body.contains("rule: not in allowlist:"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "to allow it: add \"other.test\" to network.allow_domain in {}",
+            profile.display()
+        )),
+        "{body}"
+    );
+
+    let ds = decisions(&h);
+    for (port, via) in [
+        (a, "http-forward"),
+        (a, "http-connect"),
+        (t, "http-connect"),
+    ] {
+        assert!(
+            logged(&ds, "allowed.test", port, true, &[("via", via)]),
+            "{via}: {ds:?}"
+        );
+    }
+    assert!(
+        logged(
+            &ds,
+            "other.test",
+            d,
+            false,
+            &[("rule", "not in allowlist"), ("via", "http-forward")]
+        ),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "other.test", d, false, &[("via", "http-connect")]),
+        "{ds:?}"
+    );
+    // The same denied listener answers when asked directly: it would have counted a breach.
+    let got = Command::new("curl")
+        .args(["-s", "-m", "5"])
+        .arg(format!("http://127.0.0.1:{d}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "other-body");
+    assert_eq!(other.hits(), 1);
+}
+
+#[test]
+fn literals_and_names_leading_to_loopback_or_the_host_are_refused_and_reach_nothing() {
+    let mut h = Host::new();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let control = counted(lo, "control-body");
+    let target = counted(lo, "loopback-body");
+    let v6 = TcpListener::bind("[::1]:0")
+        .ok()
+        .map(|l| {
+            let a = l.local_addr().unwrap();
+            drop(l);
+            counted_at(a, "v6-body")
+        })
+        .or_else(|| {
+            eprintln!("skipping the [::1] case: IPv6 loopback cannot be bound here");
+            None
+        });
+    let host_ip = host_ipv4();
+    let on_host = host_ip.map(|ip| counted(ip, "host-body"));
+    if host_ip.is_none() {
+        eprintln!("skipping the host-address cases: this machine has no global IPv4 address");
+    }
+    allow_profile(&h, &["allowed.test", "lo.test", "host.test", "lo6.test"]);
+    let mut names = "allowed.test=127.0.0.1,lo.test=127.0.0.1,lo6.test=::1".to_string();
+    if let Some(ip) = host_ip {
+        names.push_str(&format!(",host.test={ip}"));
+    }
+    h.var("OMAC_TEST_EGRESS_RESOLVE", names);
+    h.var(
+        "OMAC_TEST_EGRESS_EXEMPT",
+        format!("127.0.0.1:{}", control.port),
+    );
+    let (c, p) = (control.port, target.port);
+    let mut script = format!(
+        "{PROBE}
+         t control http://allowed.test:{c}/
+         t v4 http://127.0.0.1:{p}/
+         t mapped http://[::ffff:127.0.0.1]:{p}/
+         t nat64 http://[64:ff9b::7f00:1]:{p}/
+         t nat64local http://[64:ff9b:1::7f00:1]:{p}/
+         t decimal http://2130706433:{p}/
+         t localhost http://localhost:{p}/
+         t name http://lo.test:{p}/
+         t unspecified http://0.0.0.0:{p}/
+        "
+    );
+    if let Some(v6) = &v6 {
+        script.push_str(&format!(
+            "t v6 http://[::1]:{0}/\nt name6 http://lo6.test:{0}/\n",
+            v6.port
+        ));
+    }
+    if let (Some(ip), Some(l)) = (host_ip, &on_host) {
+        let q = l.port;
+        script.push_str(&format!(
+            "t hostip http://{ip}:{q}/\nt hostmapped http://[::ffff:{ip}]:{q}/\nt hostname http://host.test:{q}/\n"
+        ));
+    }
+    let o = start(&h, "tests", &script);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The same session reaches an allowed name on an (exempt) loopback listener three ways.
+    assert_through(&o, "control");
+    assert_eq!(control.hits(), 3);
+    for name in ["v4", "mapped", "nat64", "nat64local", "localhost", "name"] {
+        assert_refused(&h, &o, name, "loopback");
+    }
+    // "2130706433" is refused as a numeric name, or, when curl turned it into 127.0.0.1
+    // first, as loopback.
+    let p_ = probes(&o);
+    assert_eq!(p_["decimal"].0, "403", "{}", text(&o));
+    assert_eq!(p_["unspecified"].0, "403", "{}", text(&o));
+    assert_refused(&h, &o, "unspecified", "unspecified");
+    if v6.is_some() {
+        assert_refused(&h, &o, "v6", "loopback");
+        assert_refused(&h, &o, "name6", "loopback");
+    }
+    if on_host.is_some() {
+        for name in ["hostip", "hostmapped", "hostname"] {
+            assert_refused(&h, &o, name, "host-address");
+        }
+    }
+    assert_eq!(target.hits(), 0, "the loopback listener was reached");
+    if let Some(v6) = &v6 {
+        assert_eq!(v6.hits(), 0, "the [::1] listener was reached");
+    }
+    if let Some(l) = &on_host {
+        assert_eq!(l.hits(), 0, "the host-address listener was reached");
+    }
+    let ds = decisions(&h);
+    assert!(
+        logged(
+            &ds,
+            "lo.test",
+            p,
+            false,
+            &[("rule", "loopback"), ("source", "hard_deny")]
+        ) || logged(&ds, "lo.test", p, false, &[("rule", "loopback")]),
+        "{ds:?}"
+    );
+    for via in ["http-forward", "http-connect", "socks5"] {
+        assert!(
+            logged(
+                &ds,
+                "127.0.0.1",
+                p,
+                false,
+                &[("rule", "loopback"), ("via", via)]
+            ),
+            "{via}: {ds:?}"
+        );
+    }
+    // Each listener answers when asked directly, unconfined.
+    let mut direct = vec![(format!("http://127.0.0.1:{p}/"), &target)];
+    if let (Some(ip), Some(l)) = (host_ip, &on_host) {
+        direct.push((format!("http://{ip}:{}/", l.port), l));
+    }
+    if let Some(v6) = &v6 {
+        direct.push((format!("http://[::1]:{}/", v6.port), v6));
+    }
+    for (url, l) in direct {
+        let got = Command::new("curl")
+            .args(["-g", "-s", "-m", "5", "--noproxy", "*", &url])
+            .output()
+            .unwrap();
+        assert!(got.status.success(), "{url}");
+        assert_eq!(l.hits(), 1, "{url}");
+    }
+}
+
+/// Listens on the given `ADDR:PORT`s, appends the listening address to `argv[1]` for each
+/// connection accepted and answers it with an HTTP 200; touches `argv[2]` when ready.
+const NETNS_LISTENER: &str = r#"import socket, sys, threading
+log, ready = sys.argv[1], sys.argv[2]
+def serve(s, name):
+    while True:
+        c, _ = s.accept()
+        with open(log, "a") as f:
+            f.write(name + "\n")
+        try:
+            c.settimeout(5)
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        except OSError:
+            pass
+        c.close()
+for spec in sys.argv[3:]:
+    host, port = spec.rsplit(":", 1)
+    host = host.strip("[]")
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(64)
+    threading.Thread(target=serve, args=(s, spec), daemon=True).start()
+open(ready, "w").close()
+threading.Event().wait()
+"#;
+
+#[test]
+fn metadata_and_link_local_addresses_are_refused_with_real_listeners_on_them() {
+    // The addresses exist only in a network namespace of the test's own (`unshare -rn`,
+    // as root or not), where the whole session runs: listeners on 169.254.169.254:80,
+    // 100.100.100.200:80, 169.254.1.1:8080 and [fd00:ec2::254]:80 could be reached by the
+    // proxy if it ever dialled them.
+    let mut h = Host::new();
+    allow_profile(&h, &["allowed.test", "md.test", "ll.test", "md6.test"]);
+    h.var(
+        "OMAC_TEST_EGRESS_RESOLVE",
+        "allowed.test=127.0.0.1,md.test=169.254.169.254,ll.test=169.254.1.1,md6.test=fd00:ec2::254",
+    );
+    h.var("OMAC_TEST_EGRESS_EXEMPT", "127.0.0.1:8081");
+    std::fs::write(h.root.join("listen.py"), NETNS_LISTENER).unwrap();
+    let inner = format!(
+        "{PROBE}
+         t control http://allowed.test:8081/
+         t md http://169.254.169.254/
+         t mdname http://md.test/
+         t mdmapped http://[::ffff:169.254.169.254]/
+         t mdnat64 http://[64:ff9b::a9fe:a9fe]/
+         t mdgoogle http://metadata.google.internal/
+         t alibaba http://100.100.100.200/
+         t ll http://169.254.1.1:8080/
+         t llname http://ll.test:8080/
+         t llmapped http://[::ffff:169.254.1.1]:8080/
+         t md6 http://[fd00:ec2::254]/
+         t md6name http://md6.test/
+        "
+    );
+    let root = h.root.display().to_string();
+    let wrapper = format!(
+        r#"set -e
+ip link set lo up
+ip addr add 169.254.169.254/32 dev lo
+ip addr add 100.100.100.200/32 dev lo
+ip addr add 169.254.1.1/32 dev lo
+v6=
+if ip -6 addr add fd00:ec2::254/128 dev lo nodad 2>/dev/null; then v6='[fd00:ec2::254]:80'; fi
+python3 {root}/listen.py {root}/hits.log {root}/ready 127.0.0.1:8081 169.254.169.254:80 100.100.100.200:80 169.254.1.1:8080 $v6 &
+lp=$!
+n=0; while [ ! -e {root}/ready ]; do sleep 0.05; n=$((n+1)); [ $n -lt 400 ]; done
+set +e
+"$OMAC" start --profile tests --inner sh -- -c "$INNER" > {root}/inner.out 2> {root}/inner.err
+echo "omac=$?"
+cp {root}/hits.log {root}/hits.session 2>/dev/null || : > {root}/hits.session
+: > {root}/hits.log
+for u in http://169.254.169.254/ http://100.100.100.200/ http://169.254.1.1:8080/; do
+  curl -s -m 5 --noproxy '*' -o /dev/null "$u"
+done
+[ -n "$v6" ] && curl -g -s -m 5 --noproxy '*' -o /dev/null 'http://[fd00:ec2::254]/'
+echo "v6=${{v6:+yes}}"
+kill $lp
+"#
+    );
+    let o = host_cmd(&h, "unshare")
+        .args(["-rn", "sh", "-c", &wrapper])
+        .env("OMAC", OMAC)
+        .env("INNER", &inner)
+        .output()
+        .unwrap();
+    let inner_out = Output {
+        status: o.status,
+        stdout: std::fs::read(h.root.join("inner.out")).unwrap_or_default(),
+        stderr: std::fs::read(h.root.join("inner.err")).unwrap_or_default(),
+    };
+    let r = report(&o);
+    assert_eq!(
+        r.get("omac").map(String::as_str),
+        Some("0"),
+        "{}\n{}",
+        text(&o),
+        text(&inner_out)
+    );
+    assert_through(&inner_out, "control");
+    for (name, rule) in [
+        ("md", "metadata"),
+        ("mdname", "metadata"),
+        ("mdmapped", "metadata"),
+        ("mdnat64", "metadata"),
+        ("mdgoogle", "metadata"),
+        ("alibaba", "metadata"),
+        ("ll", "link-local"),
+        ("llname", "link-local"),
+        ("llmapped", "link-local"),
+        ("md6", "metadata"),
+        ("md6name", "metadata"),
+    ] {
+        assert_refused(&h, &inner_out, name, rule);
+    }
+    let during = std::fs::read_to_string(h.root.join("hits.session")).unwrap();
+    assert_eq!(
+        during.lines().filter(|l| *l != "127.0.0.1:8081").count(),
+        0,
+        "a forbidden listener was reached during the session: {during}"
+    );
+    assert_eq!(
+        during.lines().count(),
+        3,
+        "the control went through: {during}"
+    );
+    // Unconfined in the same namespace, each listener counts the connection.
+    let after = std::fs::read_to_string(h.root.join("hits.log")).unwrap();
+    let mut want = vec![
+        "169.254.169.254:80",
+        "100.100.100.200:80",
+        "169.254.1.1:8080",
+    ];
+    if r.get("v6").map(String::as_str) == Some("yes") {
+        want.push("[fd00:ec2::254]:80");
+    } else {
+        eprintln!("IPv6 is off in the test namespace: the fd00:ec2::254 listener is not checked");
+    }
+    for w in want {
+        assert!(
+            after.lines().any(|l| l == w),
+            "{w} not reached unconfined: {after}"
+        );
+    }
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "169.254.169.254", 80, false, &[("rule", "metadata")]),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "ll.test", 8080, false, &[("rule", "link-local")]),
+        "{ds:?}"
+    );
+}
+
+/// Sends one UDP datagram to each `IP:PORT` argument and prints `udp IP:PORT ok|ERROR`;
+/// then tries a raw ICMP socket and prints `raw ok|ERROR`.
+const UDP_RAW_PROBE: &str = r#"import socket, sys
+for spec in sys.argv[1:]:
+    host, port = spec.rsplit(":", 1)
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"breach", (host, int(port)))
+        print("udp", spec, "ok")
+    except OSError as e:
+        print("udp", spec, type(e).__name__ + ":" + str(e.errno))
+try:
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    print("raw ok")
+except OSError as e:
+    print("raw", type(e).__name__ + ":" + str(e.errno))
+"#;
+
+/// A host UDP socket: the datagrams it received within `wait`.
+fn udp_received(s: &UdpSocket, wait: Duration) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    got
+}
+
+#[test]
+fn clients_that_ignore_the_proxy_udp_and_raw_sockets_get_nowhere() {
+    let h = Host::new();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let mut tcp = vec![counted(lo, "loopback-body")];
+    let mut udp = vec![UdpSocket::bind((lo, 0)).unwrap()];
+    match host_ipv4() {
+        Some(ip) => {
+            tcp.push(counted(ip, "host-body"));
+            udp.push(UdpSocket::bind((ip, 0)).unwrap());
+        }
+        None => eprintln!("no global IPv4 address here: only loopback listeners are used"),
+    }
+    let tcp_targets: Vec<String> = tcp
+        .iter()
+        .zip(&udp)
+        .map(|(t, u)| SocketAddr::new(u.local_addr().unwrap().ip(), t.port).to_string())
+        .collect();
+    let udp_targets: Vec<String> = udp
+        .iter()
+        .map(|u| u.local_addr().unwrap().to_string())
+        .collect();
+    std::fs::write(h.work.join("probe.py"), UDP_RAW_PROBE).unwrap();
+    let mut script = String::new();
+    for (i, a) in tcp_targets.iter().enumerate() {
+        script.push_str(&format!(
+            "echo direct{i}=$(curl -s -m 5 --noproxy '*' -o /dev/null -w '%{{http_code}}' http://{a}/)\n\
+             echo env{i}=$(env -u http_proxy -u HTTP_PROXY -u ALL_PROXY -u all_proxy curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://{a}/)\n\
+             echo nc{i}=$(echo hi | nc -w 3 {} {} >/dev/null 2>&1; echo $?)\n",
+            a.rsplit_once(':').unwrap().0,
+            a.rsplit_once(':').unwrap().1
+        ));
+    }
+    script.push_str(&format!("python3 probe.py {}\n", udp_targets.join(" ")));
+    let o = start(&h, "default", &script);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for i in 0..tcp_targets.len() {
+        assert_eq!(r[&format!("direct{i}")], "000", "{out}");
+        assert_eq!(r[&format!("env{i}")], "000", "{out}");
+        assert_ne!(r[&format!("nc{i}")], "0", "{out}");
+    }
+    for t in &tcp {
+        assert_eq!(t.hits(), 0, "a TCP listener was reached: {out}");
+    }
+    // Sending fails at once (no route: the namespace has only lo), or, for 127.0.0.1, lands
+    // on the sandbox's own loopback; either way nothing arrives on the host.
+    for (a, s) in udp_targets.iter().zip(&udp) {
+        assert!(out.contains(&format!("udp {a} ")), "{out}");
+        assert!(
+            udp_received(s, Duration::from_millis(500)).is_empty(),
+            "{a} received a datagram: {out}"
+        );
+    }
+    assert!(
+        out.lines().any(|l| l.starts_with("raw ") && l != "raw ok"),
+        "a raw socket was opened: {out}"
+    );
+
+    // Unconfined, the same probes reach every listener, and a raw socket opens in a user
+    // namespace of the test's own: the checks above would have noticed a breach.
+    for (t, a) in tcp.iter().zip(&tcp_targets) {
+        let got = Command::new("curl")
+            .args(["-s", "-m", "5", "--noproxy", "*"])
+            .arg(format!("http://{a}/"))
+            .output()
+            .unwrap();
+        assert!(got.status.success(), "{a}");
+        assert_eq!(t.hits(), 1, "{a}");
+    }
+    let o = host_cmd(&h, "python3")
+        .arg(h.work.join("probe.py"))
+        .args(&udp_targets)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    for (a, s) in udp_targets.iter().zip(&udp) {
+        assert!(out.contains(&format!("udp {a} ok")), "{out}");
+        assert_eq!(
+            udp_received(s, Duration::from_secs(5)),
+            vec![b"breach".to_vec()],
+            "{a}"
+        );
+    }
+    let o = host_cmd(&h, "unshare")
+        .args(["-rn", "python3"])
+        .arg(h.work.join("probe.py"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("raw ok"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
+    let mut h = Host::new();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let allowed = counted(lo, "socks-allowed");
+    let other = counted(lo, "socks-other");
+    let literal = counted(lo, "socks-literal");
+    allow_profile(&h, &["allowed.test"]);
+    h.var(
+        "OMAC_TEST_EGRESS_RESOLVE",
+        "allowed.test=127.0.0.1,other.test=127.0.0.1",
+    );
+    h.var(
+        "OMAC_TEST_EGRESS_EXEMPT",
+        format!("127.0.0.1:{},127.0.0.1:{}", allowed.port, other.port),
+    );
+    let (a, d, l) = (allowed.port, other.port, literal.port);
+    // curl takes ALL_PROXY (socks5h://127.0.0.1:29171, set by the session) for every scheme
+    // once the HTTP variables are out of the way; socks5h sends the name, not an address.
+    let o = start(
+        &h,
+        "tests",
+        &format!(
+            "case \"$ALL_PROXY\" in socks5h://*) echo scheme=socks5h;; *) echo scheme=$ALL_PROXY;; esac
+             unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY
+             echo allowed=$(curl -s -m 10 http://allowed.test:{a}/)
+             curl -s -m 10 -o /dev/null http://other.test:{d}/; echo denied=$?
+             curl -s -m 10 -o /dev/null http://127.0.0.1:{l}/ --noproxy ''; echo literal=$?"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["scheme"], "socks5h", "{}", text(&o));
+    assert_eq!(r["allowed"], "socks-allowed", "{}", text(&o));
+    // 97: CURLE_PROXY, the SOCKS5 server refused the request.
+    assert_eq!(r["denied"], "97", "{}", text(&o));
+    assert_eq!(r["literal"], "97", "{}", text(&o));
+    assert_eq!(allowed.hits(), 1);
+    assert_eq!(other.hits(), 0, "the denied host was reached");
+    assert_eq!(literal.hits(), 0, "the loopback literal was reached");
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "allowed.test", a, true, &[("via", "socks5")]),
+        "{ds:?}"
+    );
+    assert!(
+        logged(
+            &ds,
+            "other.test",
+            d,
+            false,
+            &[("via", "socks5"), ("rule", "not in allowlist")]
+        ),
+        "{ds:?}"
+    );
+    assert!(
+        logged(
+            &ds,
+            "127.0.0.1",
+            l,
+            false,
+            &[("via", "socks5"), ("rule", "loopback")]
+        ),
+        "{ds:?}"
+    );
+}
