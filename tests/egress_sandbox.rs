@@ -16,7 +16,7 @@ mod sessionkit;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -843,4 +843,206 @@ fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
         ),
         "{ds:?}"
     );
+}
+
+/// sshd on 127.0.0.1, run as the invoking user with its own host key and configuration,
+/// accepting `client.pub` from `dir`.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn must(c: &mut Command) -> String {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sshd(dir: &Path, client_pub: &Path) -> Result<Sshd, String> {
+    let exe = "/usr/sbin/sshd";
+    if !Path::new(exe).exists() {
+        panic!("sshd is needed (Debian package openssh-server, in .ci/apt-packages)");
+    }
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } == 0 {
+        // As root sshd wants its privilege-separation directory (the service makes it).
+        std::fs::create_dir_all("/run/sshd").unwrap();
+    }
+    must(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("hostkey")),
+    );
+    std::fs::copy(client_pub, dir.join("authorized_keys")).unwrap();
+    let port = free_port();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(exe)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut s = Sshd { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline || matches!(s.child.try_wait(), Ok(Some(_))) {
+            return Err(std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(s)
+}
+
+/// The invoking user's name.
+fn user_name() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        assert!(!pw.is_null());
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn git(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com");
+    c
+}
+
+#[test]
+fn git_over_ssh_goes_out_through_omac_connect_as_the_session_sets_it_up() {
+    let mut h = Host::new();
+    let srv = h.root.join("sshd");
+    std::fs::create_dir_all(&srv).unwrap();
+    // The client key lives in the workdir, where the sandbox can read it.
+    let keys = h.work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    must(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(keys.join("client")),
+    );
+    let sshd = match sshd(&srv, &keys.join("client.pub")) {
+        Ok(s) => s,
+        Err(log) => {
+            // SAFETY: getuid cannot fail.
+            assert_ne!(unsafe { libc::getuid() }, 0, "sshd failed as root: {log}");
+            eprintln!("skipping git over SSH: sshd cannot run as this user here: {log}");
+            return;
+        }
+    };
+    // A bare repository with one commit, served over SSH.
+    let repo = h.root.join("repo.git");
+    must(
+        git(&h.root)
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&repo),
+    );
+    let seed = h.root.join("seed");
+    must(git(&h.root).args(["init", "-q", "-b", "main"]).arg(&seed));
+    std::fs::write(seed.join("README"), "through omac connect\n").unwrap();
+    must(git(&seed).args(["add", "README"]));
+    must(git(&seed).args(["commit", "-q", "-m", "one"]));
+    must(git(&seed).args(["push", "-q"]).arg(&repo).arg("main"));
+    let head = must(
+        git(&h.root)
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(["rev-parse", "main"]),
+    );
+
+    allow_profile(&h, &["git.test"]);
+    h.var(
+        "OMAC_TEST_EGRESS_RESOLVE",
+        "git.test=127.0.0.1,other.test=127.0.0.1",
+    );
+    h.var(
+        "OMAC_TEST_EGRESS_EXEMPT",
+        format!("127.0.0.1:{}", sshd.port),
+    );
+    let (user, port, repo_s) = (user_name(), sshd.port, repo.display().to_string());
+    // The session's own GIT_SSH_COMMAND (ProxyCommand = the omac inside) with only what a
+    // test server needs added: the key, no known_hosts, no questions.
+    let o = start(
+        &h,
+        "tests",
+        &format!(
+            "echo ssh_command=$GIT_SSH_COMMAND
+             export GIT_SSH_COMMAND=\"$GIT_SSH_COMMAND -F /dev/null -i $PWD/keys/client -o IdentitiesOnly=yes -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes -o LogLevel=ERROR\"
+             echo ls_remote=$(git ls-remote ssh://{user}@git.test:{port}{repo_s} refs/heads/main | cut -f1)
+             git clone -q ssh://{user}@git.test:{port}{repo_s} clone 2>clone.err; echo clone=$?
+             echo readme=$(cat clone/README)
+             git ls-remote ssh://{user}@other.test:{port}{repo_s} 2>denied.err; echo denied=$?
+             ssh -F /dev/null -o ProxyCommand='/run/omac/bin/omac connect %h %p' -i $PWD/keys/client -o IdentitiesOnly=yes -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes -o LogLevel=ERROR -p {port} {user}@git.test echo ran-over-ssh; echo ssh=$?"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(
+        r["ssh_command"],
+        "ssh -o ProxyCommand=\"/run/omac/bin/omac connect %h %p\"",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        r["ls_remote"],
+        head.trim(),
+        "{}\n{}",
+        text(&o),
+        std::fs::read_to_string(srv.join("sshd.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        r["clone"],
+        "0",
+        "{}",
+        std::fs::read_to_string(h.work.join("clone.err")).unwrap_or_default()
+    );
+    assert_eq!(r["readme"], "through omac connect");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ran-over-ssh"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(r["ssh"], "0");
+    assert_ne!(r["denied"], "0");
+    let err = std::fs::read_to_string(h.work.join("denied.err")).unwrap();
+    assert!(
+        err.contains(&format!("other.test:{port} was refused")) && err.contains("not in allowlist"),
+        "{err}"
+    );
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "git.test", port, true, &[("via", "http-connect")]),
+        "{ds:?}"
+    );
+    assert!(logged(&ds, "other.test", port, false, &[]), "{ds:?}");
 }
