@@ -1046,3 +1046,466 @@ fn git_over_ssh_goes_out_through_omac_connect_as_the_session_sets_it_up() {
     );
     assert!(logged(&ds, "other.test", port, false, &[]), "{ds:?}");
 }
+
+/// A profile `asks` with the prompt on (2 s timeout, `on_unavailable` as given).
+fn asking_profile(h: &Host, on_unavailable: &str) {
+    h.profile(
+        "asks",
+        &serde_json::json!({
+            "extends": "default",
+            "network": {"network_prompt": {
+                "enabled": true, "prompt_timeout_secs": 2, "on_unavailable": on_unavailable
+            }}
+        })
+        .to_string(),
+    );
+}
+
+/// The stub prompt's answers (`@record` added) for the next session.
+fn stub_answers(h: &mut Host, answers: serde_json::Value, record: &Path) {
+    let mut a = answers;
+    a["@record"] = serde_json::Value::String(record.display().to_string());
+    let f = h.root.join("answers.json");
+    std::fs::write(&f, a.to_string()).unwrap();
+    h.var("OMAC_PROMPT_STUB", "1");
+    h.var("OMAC_PROMPT_DECISIONS", f);
+}
+
+/// The hosts the stub was asked about, one per dialog shown.
+fn asked(record: &Path) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+const ASK_HOSTS: &str = "once.test,sess.test,perm.test,denyperm.test,shared.test,slow.test,nope.test,api.sfx.test,www.sfx.test,x.psfx.test,y.psfx.test";
+
+fn resolve_all(h: &mut Host, hosts: &str, port: u16) {
+    let names: Vec<String> = hosts.split(',').map(|n| format!("{n}=127.0.0.1")).collect();
+    h.var("OMAC_TEST_EGRESS_RESOLVE", names.join(","));
+    h.var("OMAC_TEST_EGRESS_EXEMPT", format!("127.0.0.1:{port}"));
+}
+
+#[test]
+fn prompt_choices_once_session_permanent_shared_and_timed_out() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "asked-body");
+    let e = l.port;
+    asking_profile(&h, "deny");
+    resolve_all(&mut h, ASK_HOSTS, e);
+    let record = h.root.join("asked.log");
+    stub_answers(
+        &mut h,
+        serde_json::json!({
+            "once.test": "allow-once",
+            "sess.test": "allow-session",
+            "perm.test": "allow-permanent",
+            "denyperm.test": "deny-permanent",
+            "shared.test": {"choice": "allow-once", "delay_ms": 1500},
+            "slow.test": {"choice": "allow-once", "delay_ms": 8000},
+            "api.sfx.test": "allow-session-suffix",
+            "x.psfx.test": "allow-permanent-suffix",
+            "*": "deny-once",
+        }),
+        &record,
+    );
+    let script = format!(
+        "c() {{ curl -s -m 30 -o /dev/null -w '%{{http_code}}' http://$1:{e}/; }}
+         echo once1=$(c once.test)
+         echo once2=$(c once.test)
+         echo sess1=$(c sess.test)
+         echo sess2=$(c sess.test)
+         echo perm=$(c perm.test)
+         echo denyperm=$(c denyperm.test)
+         c shared.test > s1 & c shared.test > s2 & c shared.test > s3 & wait
+         echo shared=$(cat s1),$(cat s2),$(cat s3)
+         echo slow=$(curl -s -m 30 -o slow.body -w '%{{http_code}}' http://slow.test:{e}/)
+         echo nope=$(curl -s -m 30 -o nope.body -w '%{{http_code}}' http://nope.test:{e}/)
+         echo sfx=$(c api.sfx.test),$(c www.sfx.test)
+         echo psfx=$(c x.psfx.test)"
+    );
+    let o = start(&h, "asks", &script);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    for (k, v) in [
+        ("once1", "200"),
+        ("once2", "200"),
+        ("sess1", "200"),
+        ("sess2", "200"),
+        ("perm", "200"),
+        ("denyperm", "403"),
+        ("shared", "200,200,200"),
+        ("slow", "403"),
+        ("nope", "403"),
+        ("sfx", "200,200"),
+        ("psfx", "200"),
+    ] {
+        assert_eq!(r[k], v, "{k}: {}", text(&o));
+    }
+    assert_eq!(l.hits(), 11, "only the allowed requests arrived");
+    let mut a = asked(&record);
+    a.sort();
+    assert_eq!(
+        a,
+        [
+            "api.sfx.test",
+            "denyperm.test",
+            "nope.test",
+            "once.test",
+            "once.test",
+            "perm.test",
+            "sess.test",
+            "shared.test",
+            "slow.test",
+            "x.psfx.test"
+        ],
+        "once asks each time, the session choice once, three concurrent requests share one dialog"
+    );
+    let slow = std::fs::read_to_string(h.work.join("slow.body")).unwrap();
+    assert!(slow.contains("rule: prompt timeout:"), "{slow}");
+    assert!(slow.contains("within 2 s"), "{slow}");
+    let nope = std::fs::read_to_string(h.work.join("nope.body")).unwrap();
+    assert!(
+        nope.contains("rule: prompt declined: denied in the prompt (once)"),
+        "{nope}"
+    );
+
+    // The permanent choices, in the Go omac's and nono's format, beside the profile.
+    let pages_path = h.work.join(".omac/profiles/asks.pages.json");
+    let pages: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pages_path).unwrap()).unwrap();
+    assert_eq!(pages["schema"], 1, "{pages}");
+    let entries = pages["entries"].as_array().unwrap();
+    let has = |host: &str, scope: &str, decision: &str| {
+        entries
+            .iter()
+            .any(|x| x["host"] == host && x["scope"] == scope && x["decision"] == decision)
+    };
+    assert!(has("perm.test", "host", "allow"), "{pages}");
+    assert!(has("denyperm.test", "host", "deny"), "{pages}");
+    assert!(has("psfx.test", "suffix", "allow"), "{pages}");
+    assert_eq!(entries.len(), 3, "{pages}");
+
+    let ds = decisions(&h);
+    assert!(
+        logged(
+            &ds,
+            "perm.test",
+            e,
+            true,
+            &[("source", "prompt"), ("scope", "permanent")]
+        ) && ds
+            .iter()
+            .any(|d| d["host"] == "perm.test" && d["persisted"] == true),
+        "{ds:?}"
+    );
+    assert!(
+        ds.iter()
+            .any(|d| d["host"] == "denyperm.test" && d["allow"] == false && d["persisted"] == true),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "sess.test", e, true, &[("source", "session")]),
+        "the second request was decided by the session choice: {ds:?}"
+    );
+    assert!(
+        logged(&ds, "slow.test", e, false, &[("rule", "prompt timeout")]),
+        "{ds:?}"
+    );
+    assert_eq!(
+        ds.iter().filter(|d| d["host"] == "shared.test").count(),
+        3,
+        "one decision event per request: {ds:?}"
+    );
+
+    // A second session: the permanent choices hold without a dialog, the session choice
+    // is gone (asked again, and denied once this time).
+    let record2 = h.root.join("asked2.log");
+    stub_answers(&mut h, serde_json::json!({"*": "deny-once"}), &record2);
+    let o = start(
+        &h,
+        "asks",
+        &format!(
+            "c() {{ curl -s -m 30 -o /dev/null -w '%{{http_code}}' http://$1:{e}/; }}
+             echo perm=$(c perm.test)
+             echo denyperm=$(curl -s -m 30 -o denyperm.body -w '%{{http_code}}' http://denyperm.test:{e}/)
+             echo sess=$(c sess.test)
+             echo psfx=$(c y.psfx.test)
+             echo sfx=$(c www.sfx.test)"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["perm"], "200", "{}", text(&o));
+    assert_eq!(r["denyperm"], "403", "{}", text(&o));
+    assert_eq!(r["sess"], "403", "{}", text(&o));
+    assert_eq!(
+        r["psfx"],
+        "200",
+        "the learned suffix covers a sibling: {}",
+        text(&o)
+    );
+    assert_eq!(
+        r["sfx"],
+        "403",
+        "the session's suffix choice is gone: {}",
+        text(&o)
+    );
+    assert_eq!(
+        asked(&record2),
+        ["sess.test", "www.sfx.test"],
+        "learned hosts are not asked about"
+    );
+    let body = std::fs::read_to_string(h.work.join("denyperm.body")).unwrap();
+    assert!(body.contains("rule: learned:"), "{body}");
+    assert!(
+        body.contains(&pages_path.display().to_string()),
+        "the 403 names the file to edit: {body}"
+    );
+    assert_eq!(l.hits(), 13);
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "perm.test", e, true, &[("source", "learned")]),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "denyperm.test", e, false, &[("rule", "learned")]),
+        "{ds:?}"
+    );
+}
+
+#[test]
+fn headless_without_a_dialog_on_unavailable_decides_and_the_403_says_so() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "headless-body");
+    let e = l.port;
+    resolve_all(&mut h, "new.test", e);
+    let probe =
+        format!("echo code=$(curl -s -m 30 -o body -w '%{{http_code}}' http://new.test:{e}/)");
+    // No stub and no terminal: no dialog can be shown, and the default is to deny.
+    asking_profile(&h, "deny");
+    let o = start(&h, "asks", &probe);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(report(&o)["code"], "403", "{}", text(&o));
+    assert_eq!(l.hits(), 0);
+    let body = std::fs::read_to_string(h.work.join("body")).unwrap();
+    assert!(body.contains("rule: no display:"), "{body}");
+    assert!(body.contains("headless"), "{body}");
+    assert!(
+        body.contains("network.network_prompt.on_unavailable is \"deny\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("add \"new.test\" to network.allow_domain in"),
+        "{body}"
+    );
+    // The same request with on_unavailable "allow" goes through: the refusal above was
+    // the setting's doing.
+    asking_profile(&h, "allow");
+    let o = start(&h, "asks", &probe);
+    assert_eq!(report(&o)["code"], "200", "{}", text(&o));
+    assert_eq!(l.hits(), 1);
+    let ds = decisions(&h);
+    assert!(
+        logged(
+            &ds,
+            "new.test",
+            e,
+            false,
+            &[("rule", "no display"), ("source", "unavailable")]
+        ),
+        "{ds:?}"
+    );
+    assert!(
+        logged(
+            &ds,
+            "new.test",
+            e,
+            true,
+            &[("rule", "on_unavailable allow")]
+        ),
+        "{ds:?}"
+    );
+}
+
+#[test]
+fn a_broken_pages_file_is_reported_and_left_untouched() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "pages-body");
+    let e = l.port;
+    asking_profile(&h, "deny");
+    resolve_all(&mut h, "keep.test", e);
+    let pages_path = h.work.join(".omac/profiles/asks.pages.json");
+    let broken = "{\"schema\": 1, \"entries\": [ {\"host\": \"keep.test\", oops\n";
+    std::fs::write(&pages_path, broken).unwrap();
+    let record = h.root.join("asked.log");
+    stub_answers(
+        &mut h,
+        serde_json::json!({"keep.test": "allow-permanent"}),
+        &record,
+    );
+    let o = start(
+        &h,
+        "asks",
+        &format!(
+            "c() {{ curl -s -m 30 -o /dev/null -w '%{{http_code}}' http://$1:{e}/; }}
+             echo first=$(c keep.test)
+             echo second=$(c keep.test)"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    // The choice holds for this session (asked once), but is not saved over the file.
+    assert_eq!(r["first"], "200", "{}", text(&o));
+    assert_eq!(r["second"], "200", "{}", text(&o));
+    assert_eq!(asked(&record), ["keep.test"]);
+    assert_eq!(std::fs::read_to_string(&pages_path).unwrap(), broken);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&pages_path.display().to_string()),
+        "the broken file is named: {err}"
+    );
+    assert!(
+        err.contains("left untouched") || err.contains("will not overwrite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_session_cannot_reach_the_first_sessions_proxy() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "first-only");
+    let e = l.port;
+    allow_profile(&h, &["first-only.test"]);
+    h.profile("second", r#"{"extends": "default"}"#);
+    h.var("OMAC_TEST_EGRESS_RESOLVE", "first-only.test=127.0.0.1");
+    h.var("OMAC_TEST_EGRESS_EXEMPT", format!("127.0.0.1:{e}"));
+    // The first session waits (at most 60 s) for the second one to be done.
+    let first = h
+        .omac()
+        .args(["start", "--profile", "tests", "--inner", "sh", "--", "-c"])
+        .arg(format!(
+            "touch first.ready; n=0; while [ ! -e second.done ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
+             echo first=$(curl -s -m 10 http://first-only.test:{e}/)"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !h.work.join("first.ready").exists() {
+        assert!(Instant::now() < deadline, "the first session did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let socks: Vec<_> = h
+        .session_dirs()
+        .into_iter()
+        .map(|d| d.join("egress.sock"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(socks.len(), 1, "{socks:?}");
+    let sock = socks[0].display().to_string();
+
+    // From the host, the socket is the first session's live proxy.
+    let mut s = std::os::unix::net::UnixStream::connect(&socks[0]).unwrap();
+    write!(
+        s,
+        "CONNECT first-only.test:{e} HTTP/1.1\r\nHost: first-only.test:{e}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(s);
+    let control_hits = l.hits();
+    assert_eq!(control_hits, 1);
+
+    // The second session (its own proxy, which does not allow first-only.test) tries the
+    // first one's socket by its host path, and the loopback bridge port.
+    let o = h
+        .omac()
+        .env_remove("OMAC_TEST_EGRESS_EXEMPT")
+        .args(["start", "--profile", "second", "--inner", "sh", "--", "-c"])
+        .arg(format!(
+            "test -e {sock} && echo visible=yes || echo visible=no
+             echo rundir=$(ls $XDG_RUNTIME_DIR/omac 2>/dev/null | wc -l)
+             curl -s -m 5 --unix-socket {sock} -p -o /dev/null http://first-only.test:{e}/; echo unix=$?
+             python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print(\"py=connected\")' {sock} 2>/dev/null || echo py=refused
+             echo bridge=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://first-only.test:{e}/)"
+        ))
+        .output()
+        .unwrap();
+    let after_second = l.hits();
+    std::fs::write(h.work.join("second.done"), "").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["visible"], "no", "{}", text(&o));
+    assert_eq!(r["rundir"], "0", "{}", text(&o));
+    assert_ne!(r["unix"], "0", "{}", text(&o));
+    assert_eq!(r["py"], "refused", "{}", text(&o));
+    // 127.0.0.1:29171 inside the second sandbox is the second session's own proxy, which
+    // refuses the host: the first session's bridge lives in another namespace.
+    assert_eq!(r["bridge"], "403", "{}", text(&o));
+    assert_eq!(
+        after_second, control_hits,
+        "the second session reached the listener"
+    );
+    // The first session's own requests still go through its proxy.
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(report(&first)["first"], "first-only", "{}", text(&first));
+    assert_eq!(l.hits(), control_hits + 1);
+}
+
+#[test]
+fn omac_run_of_a_filtered_bundle_goes_through_its_own_proxy() {
+    let mut h = Host::new();
+    let allowed = counted(IpAddr::from([127, 0, 0, 1]), "bundle-allowed");
+    let other = counted(IpAddr::from([127, 0, 0, 1]), "bundle-other");
+    let (a, d) = (allowed.port, other.port);
+    allow_profile(&h, &["allowed.test"]);
+    h.var(
+        "OMAC_TEST_EGRESS_RESOLVE",
+        "allowed.test=127.0.0.1,other.test=127.0.0.1",
+    );
+    h.var(
+        "OMAC_TEST_EGRESS_EXEMPT",
+        format!("127.0.0.1:{a},127.0.0.1:{d}"),
+    );
+    let bundle = h.root.join("bundle");
+    let o = h
+        .omac()
+        .args(["bundle", "create", "--profile", "tests", "--out"])
+        .arg(&bundle)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "echo fwd=$(curl -s -m 10 http://allowed.test:{a}/)
+             echo tun=$(curl -s -m 10 -p http://allowed.test:{a}/)
+             echo denied=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://other.test:{d}/)
+             echo direct=$(curl -s -m 5 --noproxy '*' -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{d}/)"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = h.omac().arg("run").arg(&bundle).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["fwd"], "bundle-allowed", "{}", text(&o));
+    assert_eq!(r["tun"], "bundle-allowed", "{}", text(&o));
+    assert_eq!(r["denied"], "403", "{}", text(&o));
+    assert_eq!(r["direct"], "000", "{}", text(&o));
+    assert_eq!(allowed.hits(), 2);
+    assert_eq!(other.hits(), 0);
+    let ds = decisions(&h);
+    assert!(
+        ds.iter()
+            .any(|x| x["host"] == "allowed.test" && x["allow"] == true && x["mode"] == "run"),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "other.test", d, false, &[("mode", "run")]),
+        "{ds:?}"
+    );
+}
