@@ -294,7 +294,8 @@ fn an_allowed_domain_goes_through_connect_tls_and_forwarding_a_denied_one_gets_t
              echo denied=$(curl -s -m 10 -o denied.body -w '%{{http_code}}' http://other.test:{d}/)
              echo denied_header=$(curl -s -m 10 -D - -o /dev/null http://other.test:{d}/ | tr -d '\\r' | sed -n 's/^[Xx]-[Oo]mac-[Ss]andbox: //p')
              echo denied_tun=$(curl -s -m 10 -p -o /dev/null -w '%{{http_connect}}' http://other.test:{d}/)
-             echo denied_tls=$(curl -s -m 10 -o /dev/null -w '%{{http_connect}}' https://other.test:{d}/)"
+             echo denied_tls=$(curl -s -m 10 -o /dev/null -w '%{{http_connect}}' https://other.test:{d}/)
+             echo https_forward=$(curl -s -m 10 --noproxy '*' -o https.body -w '%{{http_code}}' --request-target https://allowed.test:{t}/ http://127.0.0.1:29171/)"
         ),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -309,6 +310,11 @@ fn an_allowed_domain_goes_through_connect_tls_and_forwarding_a_denied_one_gets_t
     assert_eq!(r["denied_header"], "denied", "{}", text(&o));
     assert_eq!(r["denied_tun"], "403", "{}", text(&o));
     assert_eq!(r["denied_tls"], "403", "{}", text(&o));
+    // https:// sent for forwarding is refused (CONNECT is the way), explained and audited.
+    assert_eq!(r["https_forward"], "400", "{}", text(&o));
+    let https = std::fs::read_to_string(h.work.join("https.body")).unwrap();
+    assert!(https.contains("rule: unsupported:"), "{https}");
+    assert!(https.contains("CONNECT"), "{https}");
     assert_eq!(allowed.hits(), 2, "forwarding and the tunnel");
     assert_eq!(other.hits(), 0, "the denied host received nothing");
 
@@ -350,6 +356,16 @@ fn an_allowed_domain_goes_through_connect_tls_and_forwarding_a_denied_one_gets_t
     );
     assert!(
         logged(&ds, "other.test", d, false, &[("via", "http-connect")]),
+        "{ds:?}"
+    );
+    assert!(
+        logged(
+            &ds,
+            "allowed.test",
+            t,
+            false,
+            &[("via", "http-forward"), ("rule", "unsupported")]
+        ),
         "{ds:?}"
     );
     // The same denied listener answers when asked directly: it would have counted a breach.
@@ -778,6 +794,25 @@ fn clients_that_ignore_the_proxy_udp_and_raw_sockets_get_nowhere() {
     );
 }
 
+/// A raw SOCKS client on the loopback bridge: `python3 socks.py HOST PORT CMD` prints the
+/// reply code of a request with command CMD (1 CONNECT, 2 BIND, 3 UDP ASSOCIATE) for
+/// HOST:PORT as a domain name; `python3 socks.py 4 ...` tries SOCKS4 CONNECT instead.
+const RAW_SOCKS: &str = r#"import socket, struct, sys
+host, port, cmd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", 29171), timeout=10)
+if cmd == 4:
+    s.sendall(struct.pack(">BBH", 4, 1, port) + bytes([127, 0, 0, 1]) + b"u\0")
+    r = s.recv(8)
+    print("socks4", r[1] if len(r) > 1 else "closed")
+    sys.exit(0)
+s.sendall(b"\x05\x01\x00")
+assert s.recv(2) == b"\x05\x00"
+name = host.encode()
+s.sendall(bytes([5, cmd, 0, 3, len(name)]) + name + struct.pack(">H", port))
+r = s.recv(10)
+print("cmd%d" % cmd, r[1] if len(r) > 1 else "closed")
+"#;
+
 #[test]
 fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
     let mut h = Host::new();
@@ -795,6 +830,7 @@ fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
         format!("127.0.0.1:{},127.0.0.1:{}", allowed.port, other.port),
     );
     let (a, d, l) = (allowed.port, other.port, literal.port);
+    std::fs::write(h.work.join("socks.py"), RAW_SOCKS).unwrap();
     // curl takes ALL_PROXY (socks5h://127.0.0.1:29171, set by the session) for every scheme
     // once the HTTP variables are out of the way; socks5h sends the name, not an address.
     let o = start(
@@ -805,7 +841,11 @@ fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
              unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY
              echo allowed=$(curl -s -m 10 http://allowed.test:{a}/)
              curl -s -m 10 -o /dev/null http://other.test:{d}/; echo denied=$?
-             curl -s -m 10 -o /dev/null http://127.0.0.1:{l}/ --noproxy ''; echo literal=$?"
+             curl -s -m 10 -o /dev/null http://127.0.0.1:{l}/ --noproxy ''; echo literal=$?
+             python3 socks.py allowed.test {a} 1
+             python3 socks.py allowed.test {a} 2
+             python3 socks.py allowed.test {a} 3
+             python3 socks.py allowed.test {a} 4"
         ),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -815,10 +855,33 @@ fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
     // 97: CURLE_PROXY, the SOCKS5 server refused the request.
     assert_eq!(r["denied"], "97", "{}", text(&o));
     assert_eq!(r["literal"], "97", "{}", text(&o));
-    assert_eq!(allowed.hits(), 1);
+    // Raw SOCKS: CONNECT succeeds (0), BIND and UDP ASSOCIATE are not supported (7),
+    // SOCKS4 is rejected (0x5b = 91).
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in ["cmd1 0", "cmd2 7", "cmd3 7", "socks4 91"] {
+        assert!(out.lines().any(|x| x == want), "{want}: {}", text(&o));
+    }
+    assert_eq!(allowed.hits(), 2);
     assert_eq!(other.hits(), 0, "the denied host was reached");
     assert_eq!(literal.hits(), 0, "the loopback literal was reached");
     let ds = decisions(&h);
+    for what in ["BIND", "UDP ASSOCIATE"] {
+        assert!(
+            logged(
+                &ds,
+                "allowed.test",
+                a,
+                false,
+                &[("via", "socks5"), ("rule", "unsupported")]
+            ),
+            "{what}: {ds:?}"
+        );
+    }
+    assert_eq!(
+        ds.iter().filter(|d| d["rule"] == "unsupported").count(),
+        2,
+        "BIND and UDP ASSOCIATE: {ds:?}"
+    );
     assert!(
         logged(&ds, "allowed.test", a, true, &[("via", "socks5")]),
         "{ds:?}"

@@ -250,6 +250,10 @@ impl Policy {
                 why.clone(),
                 "ask for HOST:PORT with a valid host name or address and a port from 1 to 65535".to_string(),
             ),
+            Rule::Unsupported(what) => (
+                format!("{what} is not carried by omac's egress proxy"),
+                "nothing will: only TCP connections leave the sandbox (CONNECT, http:// forwarding, SOCKS5 CONNECT); send https:// through CONNECT (HTTPS_PROXY)".to_string(),
+            ),
         };
         Denial {
             host: host.to_string(),
@@ -365,6 +369,27 @@ impl Policy {
             }
         };
         self.audit.net_decision(&e);
+    }
+
+    /// Refuses a request the proxy does not carry (`what`: "SOCKS5 UDP ASSOCIATE", ...)
+    /// before any policy step, and reports it like every other decision.
+    pub fn refuse_unsupported(
+        &self,
+        host: &str,
+        port: u16,
+        via: &'static str,
+        what: &str,
+    ) -> Denial {
+        let host = domain::normalize_host(host.trim_start_matches('[').trim_end_matches(']'));
+        let d = self.denial(
+            &host,
+            port,
+            Rule::Unsupported(what.to_string()),
+            Source::Request,
+            Scope::Policy,
+        );
+        self.report(&host, port, via, &Err(d.clone()));
+        d
     }
 
     /// Decides about `host:port` (`via` names the protocol for the audit event) and
