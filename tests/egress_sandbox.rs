@@ -32,8 +32,22 @@ struct Counted {
 }
 
 impl Counted {
+    /// The connections accepted, once the count has stayed still for 300 ms: a connection
+    /// the proxy made may wait in the listen queue after its client has its answer (a
+    /// CONNECT's 200 comes when the connection is made, not when it is accepted).
     fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        let mut last = self.hits.load(Ordering::SeqCst);
+        let mut still = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = self.hits.load(Ordering::SeqCst);
+            if now != last {
+                last = now;
+                still = Instant::now();
+            } else if still.elapsed() >= Duration::from_millis(300) {
+                return now;
+            }
+        }
     }
 }
 
