@@ -1586,3 +1586,53 @@ fn omac_run_of_a_filtered_bundle_goes_through_its_own_proxy() {
         "{ds:?}"
     );
 }
+
+#[test]
+fn the_agent_cannot_plant_learned_decisions() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "planted-body");
+    let e = l.port;
+    allow_profile(&h, &[]);
+    resolve_all(&mut h, "planted.test", e);
+    let entry = r#"{"schema": 1, "entries": [{"host": "planted.test", "scope": "host", "decision": "allow"}]}"#;
+    // Beside a workdir profile and in the user's profile directory (the built-in
+    // profile's pages file), from inside: both refused, and the host is still denied.
+    let work_pages = h.work.join(".omac/profiles/tests.pages.json");
+    let user_pages = h.home.join(".config/omac/profiles/default.pages.json");
+    let script = format!(
+        "echo '{entry}' > {w} 2>/dev/null; echo work_write=$?
+         mkdir -p {ud} 2>/dev/null; echo '{entry}' > {u} 2>/dev/null; echo user_write=$?
+         echo code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://planted.test:{e}/)",
+        w = work_pages.display(),
+        u = user_pages.display(),
+        ud = user_pages.parent().unwrap().display(),
+    );
+    for profile in ["tests", "default"] {
+        let o = start(&h, profile, &script);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let r = report(&o);
+        assert_ne!(r["work_write"], "0", "{profile}: {}", text(&o));
+        assert_eq!(r["code"], "403", "{profile}: {}", text(&o));
+        assert!(!work_pages.exists(), "{profile}");
+        assert!(!user_pages.exists(), "{profile}: {}", text(&o));
+    }
+    assert_eq!(l.hits(), 0);
+    // The same entries written on the host are honoured: the probe would have noticed.
+    std::fs::write(&work_pages, entry).unwrap();
+    std::fs::create_dir_all(user_pages.parent().unwrap()).unwrap();
+    std::fs::write(&user_pages, entry).unwrap();
+    for profile in ["tests", "default"] {
+        let o = start(
+            &h,
+            profile,
+            &format!("echo code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://planted.test:{e}/)"),
+        );
+        assert_eq!(report(&o)["code"], "200", "{profile}: {}", text(&o));
+    }
+    assert_eq!(l.hits(), 2);
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "planted.test", e, true, &[("source", "learned")]),
+        "{ds:?}"
+    );
+}
