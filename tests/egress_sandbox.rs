@@ -1636,3 +1636,144 @@ fn the_agent_cannot_plant_learned_decisions() {
         "{ds:?}"
     );
 }
+
+/// A corporate-style upstream proxy (`python3 upstream.py PORT NAME=ADDR...`): CONNECT
+/// and absolute-form `http://` requests, resolving NAME with its own table (as a proxy on
+/// another resolver would), anything else with the system's. Appends each target it
+/// dials to `upstream.log` beside itself.
+const UPSTREAM_PROXY: &str = r#"import os, socket, sys, threading
+port = int(sys.argv[1])
+table = dict(a.split("=", 1) for a in sys.argv[2:])
+log = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upstream.log")
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(65536)
+        if not d:
+            return
+        head += d
+    line, rest = head.split(b"\r\n", 1)
+    method, target, version = line.decode().split(" ")
+    if method == "CONNECT":
+        host, p = target.rsplit(":", 1)
+        body = rest.split(b"\r\n\r\n", 1)[1]
+    else:
+        hostport, path = target[len("http://"):].split("/", 1)
+        host, p = (hostport.rsplit(":", 1) + ["80"])[:2]
+        body = ("%s /%s %s\r\n" % (method, path, version)).encode() + rest
+    with open(log, "a") as f:
+        f.write("%s:%s\n" % (host, p))
+    s = socket.create_connection((table.get(host, host), int(p)))
+    if method == "CONNECT":
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    if body:
+        s.sendall(body)
+    threading.Thread(target=pipe, args=(s, c), daemon=True).start()
+    pipe(c, s)
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port))
+l.listen(64)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A child killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn through_an_upstream_proxy_names_that_resolve_to_forbidden_addresses_are_still_refused() {
+    let mut h = Host::new();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let public = counted(lo, "via-upstream");
+    let secret = counted(lo, "host-service");
+    let dir = h.root.join("upstream");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("upstream.py"), UPSTREAM_PROXY).unwrap();
+    let up = free_port();
+    // The upstream resolves both names to its own loopback: public.test stands for a real
+    // site (reached through the upstream: the control), sneaky.test for a public name that
+    // points at 127.0.0.1 (there are such names in public DNS).
+    let _upstream = Killed(
+        Command::new("python3")
+            .arg(dir.join("upstream.py"))
+            .arg(up.to_string())
+            .args(["public.test=127.0.0.1", "sneaky.test=127.0.0.1"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", up)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream proxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Blocklist mode (no allowlist, no prompt): only the hard deny stands in the way.
+    h.profile(
+        "up",
+        &serde_json::json!({
+            "network": {"mode": "filtered", "allow_domain": [],
+                        "network_prompt": {"enabled": false}}
+        })
+        .to_string(),
+    );
+    h.var("HTTPS_PROXY", format!("http://127.0.0.1:{up}"));
+    h.var("HTTP_PROXY", format!("http://127.0.0.1:{up}"));
+    // omac's own resolver sees what the host's DNS would say: sneaky.test is loopback.
+    // public.test does not resolve on the host (as behind a corporate proxy).
+    h.var("OMAC_TEST_EGRESS_RESOLVE", "sneaky.test=127.0.0.1");
+    let (p, s) = (public.port, secret.port);
+    let o = start(
+        &h,
+        "up",
+        &format!(
+            "echo public=$(curl -s -m 10 http://public.test:{p}/)
+             echo public_tun=$(curl -s -m 10 -p http://public.test:{p}/)
+             echo sneaky=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://sneaky.test:{s}/)
+             echo sneaky_rule=$(curl -s -m 10 http://sneaky.test:{s}/ | grep '^rule:' | cut -d: -f2)
+             echo sneaky_tun=$(curl -s -m 10 -p -o /dev/null -w '%{{http_connect}}' http://sneaky.test:{s}/)"
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["public"], "via-upstream", "{}", text(&o));
+    assert_eq!(r["public_tun"], "via-upstream", "{}", text(&o));
+    assert_eq!(public.hits(), 2);
+    assert_eq!(r["sneaky"], "403", "{}", text(&o));
+    assert_eq!(r["sneaky_tun"], "403", "{}", text(&o));
+    assert_eq!(
+        secret.hits(),
+        0,
+        "a host service was reached through the upstream"
+    );
+    // (This profile grants no writable workdir: the rule comes back on stdout.)
+    assert_eq!(r["sneaky_rule"], " loopback", "{}", text(&o));
+    let log = std::fs::read_to_string(dir.join("upstream.log")).unwrap_or_default();
+    assert!(!log.contains("sneaky.test"), "{log}");
+    let ds = decisions(&h);
+    assert!(
+        logged(&ds, "sneaky.test", s, false, &[("rule", "loopback")]),
+        "{ds:?}"
+    );
+}

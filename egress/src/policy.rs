@@ -13,8 +13,10 @@
 //! 5. undecided: the prompt (one dialog per host however many requests wait, one dialog on
 //!    screen at a time), or with the prompt off and an empty `allow_domain`: allow.
 //!
-//! Through an upstream proxy (not bypassed by `no_proxy`) step 3 is skipped: the upstream
-//! resolves, as in the Go omac; names and literal addresses are still checked.
+//! Through an upstream proxy (not bypassed by `no_proxy`) the upstream resolves, as in the
+//! Go omac, and nothing is pinned; names and literal addresses are still checked, and so
+//! is what the host's DNS answers for the name when it answers (a name resolving to
+//! loopback or metadata here is refused rather than handed to the upstream).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +39,9 @@ use crate::verdict::{Denial, Rule};
 
 /// How long a name may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the check of a name sent to the upstream proxy waits for the host's DNS
+/// (no answer in time: the upstream decides).
+const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where an allowed connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -470,7 +475,27 @@ impl Policy {
             }
         }
         let route = match (&self.upstream, literal) {
-            (Some(up), _) if up.applies(host, port) => Route::Upstream(up.clone()),
+            (Some(up), _) if up.applies(host, port) => {
+                // The upstream resolves the name, but where the host's DNS says it is a
+                // forbidden address (a public name pointing at 127.0.0.1, the host's own
+                // name in /etc/hosts), the upstream would likely dial it too: on this
+                // machine, for an upstream on loopback. A name the host cannot resolve
+                // (usual behind a corporate proxy) goes on to the upstream.
+                if literal.is_none() {
+                    if let Ok(Ok(ips)) =
+                        tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, self.resolver.resolve(host))
+                            .await
+                    {
+                        let own = self.own.get();
+                        for ip in &ips {
+                            if let Some(class) = self.guard.check(*ip, port, &own) {
+                                return Err(self.hard(host, port, class, Some(*ip)));
+                            }
+                        }
+                    }
+                }
+                Route::Upstream(up.clone())
+            }
             (_, Some(ip)) => Route::Direct(vec![SocketAddr::new(ip, port)]),
             (_, None) => {
                 let ips = match tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.resolve(host))
