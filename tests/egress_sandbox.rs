@@ -436,6 +436,12 @@ fn literals_and_names_leading_to_loopback_or_the_host_are_refused_and_reach_noth
          t localhost http://localhost:{p}/
          t name http://lo.test:{p}/
          t unspecified http://0.0.0.0:{p}/
+         t compat http://[::127.0.0.1]:{p}/
+         t sixtofour http://[2002:7f00:1::1]:{p}/
+         t dotted http://localhost.:{p}/
+         t sublocal http://api.LocalHost:{p}/
+         t upper http://LO.TEST:{p}/
+         t trailing http://lo.test.:{p}/
         "
     );
     if let Some(v6) = &v6 {
@@ -455,7 +461,20 @@ fn literals_and_names_leading_to_loopback_or_the_host_are_refused_and_reach_noth
     // The same session reaches an allowed name on an (exempt) loopback listener three ways.
     assert_through(&o, "control");
     assert_eq!(control.hits(), 3);
-    for name in ["v4", "mapped", "nat64", "nat64local", "localhost", "name"] {
+    for name in [
+        "v4",
+        "mapped",
+        "nat64",
+        "nat64local",
+        "localhost",
+        "name",
+        "compat",
+        "sixtofour",
+        "dotted",
+        "sublocal",
+        "upper",
+        "trailing",
+    ] {
         assert_refused(&h, &o, name, "loopback");
     }
     // "2130706433" is refused as a numeric name, or, when curl turned it into 127.0.0.1
