@@ -1796,3 +1796,67 @@ fn through_an_upstream_proxy_names_that_resolve_to_forbidden_addresses_are_still
         "{ds:?}"
     );
 }
+
+#[test]
+fn on_a_terminal_with_a_display_the_desktop_dialog_decides() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "dialog-body");
+    let e = l.port;
+    asking_profile(&h, "deny");
+    resolve_all(&mut h, "ask.test,no.test", e);
+    // A stand-in zenity (no X server here): records its arguments and picks the choice
+    // the real one would print for the radio list, by the host in its text.
+    let bin = h.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = h.root.join("zenity.log");
+    let z = bin.join("zenity");
+    std::fs::write(
+        &z,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\ncase \"$*\" in\n  *ask.test:*) echo 'Allow for this session (this host)';;\n  *) echo 'Deny once';;\nesac\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&z, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = h.omac();
+    c.env(
+        "PATH",
+        format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+    )
+    .env("DISPLAY", ":9")
+    .args(["start", "--profile", "asks", "--inner", "sh", "--", "-c"])
+    .arg(format!(
+        "c() {{ curl -s -m 30 -o /dev/null -w '%{{http_code}}' http://$1:{e}/; }}
+             echo ask=$(c ask.test),$(c ask.test) no=$(c no.test) end"
+    ));
+    let t = OnTerminal::spawn(c);
+    let (code, seen) = t.wait();
+    assert_eq!(code, Some(0), "{seen}");
+    assert!(seen.contains("ask=200,200 no=403 end"), "{seen}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.matches("--radiolist").count(),
+        2,
+        "one dialog per host: {calls}"
+    );
+    assert!(calls.contains(&format!("ask.test:{e}")), "{calls}");
+    assert!(calls.contains("Allow permanently (this host)"), "{calls}");
+    assert_eq!(l.hits(), 2);
+    let ds = decisions(&h);
+    assert!(
+        logged(
+            &ds,
+            "ask.test",
+            e,
+            true,
+            &[("source", "prompt"), ("scope", "session")]
+        ),
+        "{ds:?}"
+    );
+    assert!(
+        logged(&ds, "no.test", e, false, &[("rule", "prompt declined")]),
+        "{ds:?}"
+    );
+}
