@@ -758,7 +758,7 @@ fn clients_that_ignore_the_proxy_udp_and_raw_sockets_get_nowhere() {
         script.push_str(&format!(
             "echo direct{i}=$(curl -s -m 5 --noproxy '*' -o /dev/null -w '%{{http_code}}' http://{a}/)\n\
              echo env{i}=$(env -u http_proxy -u HTTP_PROXY -u ALL_PROXY -u all_proxy curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://{a}/)\n\
-             echo nc{i}=$(echo hi | nc -w 3 {} {} >/dev/null 2>&1; echo $?)\n",
+             echo tcp{i}=$(python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)' {} {} 2>/dev/null; echo $?)\n",
             a.rsplit_once(':').unwrap().0,
             a.rsplit_once(':').unwrap().1
         ));
@@ -771,7 +771,7 @@ fn clients_that_ignore_the_proxy_udp_and_raw_sockets_get_nowhere() {
     for i in 0..tcp_targets.len() {
         assert_eq!(r[&format!("direct{i}")], "000", "{out}");
         assert_eq!(r[&format!("env{i}")], "000", "{out}");
-        assert_ne!(r[&format!("nc{i}")], "0", "{out}");
+        assert_ne!(r[&format!("tcp{i}")], "0", "{out}");
     }
     for t in &tcp {
         assert_eq!(t.hits(), 0, "a TCP listener was reached: {out}");
