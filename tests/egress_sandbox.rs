@@ -348,6 +348,14 @@ fn an_allowed_domain_goes_through_connect_tls_and_forwarding_a_denied_one_gets_t
     );
 
     let ds = decisions(&h);
+    // One event per request the proxy decided, no more, no less: nine curl requests, four
+    // of them allowed.
+    assert_eq!(ds.len(), 9, "{ds:?}");
+    assert_eq!(
+        ds.iter().filter(|d| d["allow"] == true).count(),
+        4,
+        "{ds:?}"
+    );
     for (port, via) in [
         (a, "http-forward"),
         (a, "http-connect"),
@@ -912,9 +920,21 @@ fn socks5_reaches_an_allowed_host_and_is_refused_a_denied_one() {
     }
     assert_eq!(
         ds.iter().filter(|d| d["rule"] == "unsupported").count(),
-        2,
-        "BIND and UDP ASSOCIATE: {ds:?}"
+        3,
+        "BIND, UDP ASSOCIATE and SOCKS4: {ds:?}"
     );
+    assert!(
+        logged(
+            &ds,
+            "127.0.0.1",
+            a,
+            false,
+            &[("via", "socks4"), ("rule", "unsupported")]
+        ),
+        "{ds:?}"
+    );
+    // One event per request: three curls, four raw SOCKS requests.
+    assert_eq!(ds.len(), 7, "{ds:?}");
     assert!(
         logged(&ds, "allowed.test", a, true, &[("via", "socks5")]),
         "{ds:?}"
