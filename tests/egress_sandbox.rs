@@ -1641,13 +1641,13 @@ fn the_agent_cannot_plant_learned_decisions() {
     let script = format!(
         "echo '{entry}' > {w} 2>/dev/null; echo work_write=$?
          mkdir -p {ud} 2>/dev/null; echo '{entry}' > {u} 2>/dev/null; echo user_write=$?
-         echo code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://planted.test:{e}/)",
+         echo code=$(curl -s -m 10 -o body.$P -w '%{{http_code}}' http://planted.test:{e}/)",
         w = work_pages.display(),
         u = user_pages.display(),
         ud = user_pages.parent().unwrap().display(),
     );
     for profile in ["tests", "default"] {
-        let o = start(&h, profile, &script);
+        let o = start(&h, profile, &script.replace("$P", profile));
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let r = report(&o);
         assert_ne!(r["work_write"], "0", "{profile}: {}", text(&o));
@@ -1655,6 +1655,15 @@ fn the_agent_cannot_plant_learned_decisions() {
         assert!(!work_pages.exists(), "{profile}");
         assert!(!user_pages.exists(), "{profile}: {}", text(&o));
     }
+    // The built-in profile cannot be edited: its 403 says which file to create, and how.
+    let body = std::fs::read_to_string(h.work.join("body.default")).unwrap();
+    assert!(
+        body.contains(&format!(
+            "add \"planted.test\" to network.allow_domain in {}",
+            h.home.join(".config/omac/profiles/default.json").display()
+        )) && body.contains("{\"extends\": \"default\"}"),
+        "{body}"
+    );
     assert_eq!(l.hits(), 0);
     // The same entries written on the host are honoured: the probe would have noticed.
     std::fs::write(&work_pages, entry).unwrap();
