@@ -514,8 +514,8 @@ fn literals_and_names_leading_to_loopback_or_the_host_are_refused_and_reach_noth
             "lo.test",
             p,
             false,
-            &[("rule", "loopback"), ("source", "hard_deny")]
-        ) || logged(&ds, "lo.test", p, false, &[("rule", "loopback")]),
+            &[("rule", "loopback"), ("source", "hard-deny")]
+        ),
         "{ds:?}"
     );
     for via in ["http-forward", "http-connect", "socks5"] {
@@ -1819,6 +1819,14 @@ fn through_an_upstream_proxy_names_that_resolve_to_forbidden_addresses_are_still
     assert_eq!(r["sneaky_rule"], " loopback", "{}", text(&o));
     let log = std::fs::read_to_string(dir.join("upstream.log")).unwrap_or_default();
     assert!(!log.contains("sneaky.test"), "{log}");
+    // The host service answers whoever reaches it: a breach would have been counted.
+    let got = Command::new("curl")
+        .args(["-s", "-m", "5", "--noproxy", "*"])
+        .arg(format!("http://127.0.0.1:{s}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "host-service");
+    assert_eq!(secret.hits(), 1);
     let ds = decisions(&h);
     assert!(
         logged(&ds, "sneaky.test", s, false, &[("rule", "loopback")]),
