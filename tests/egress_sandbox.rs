@@ -1897,3 +1897,65 @@ fn on_a_terminal_with_a_display_the_desktop_dialog_decides() {
         "{ds:?}"
     );
 }
+
+/// Through the loopback bridge: CONNECT to `argv[1]:argv[2]`, send `argv[3]` bytes of a
+/// pattern, half-close, read everything back and compare; prints `echo OK|...`.
+const HALF_CLOSE: &str = r#"import socket, sys, threading
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", 29171), timeout=30)
+s.sendall(b"CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host.encode(), port, host.encode(), port))
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 200"), head
+data = bytes(i % 251 for i in range(n))
+def send():
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = bytearray()
+while True:
+    b = s.recv(1 << 20)
+    if not b:
+        break
+    got += b
+t.join()
+print("echo", "OK" if bytes(got) == data else "MISMATCH %d of %d" % (len(got), n))
+"#;
+
+#[test]
+fn a_tunnel_through_the_bridge_carries_bulk_both_ways_and_passes_a_half_close() {
+    let mut h = Host::new();
+    // An echo server that answers until the client half-closes, then closes its side.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let e = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    allow_profile(&h, &["echo.test"]);
+    resolve_all(&mut h, "echo.test", e);
+    std::fs::write(h.work.join("halfclose.py"), HALF_CLOSE).unwrap();
+    let o = start(
+        &h,
+        "tests",
+        &format!("python3 halfclose.py echo.test {e} 25000000"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(report_words(&o, "echo"), "OK", "{}", text(&o));
+}
+
+/// The rest of the first stdout line starting with `word `.
+fn report_words(o: &Output, word: &str) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{word} ")).map(str::to_string))
+        .unwrap_or_default()
+}
