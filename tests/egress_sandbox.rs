@@ -1959,3 +1959,65 @@ fn report_words(o: &Output, word: &str) -> String {
         .find_map(|l| l.strip_prefix(&format!("{word} ")).map(str::to_string))
         .unwrap_or_default()
 }
+
+#[test]
+fn two_sessions_learning_at_once_lose_nothing() {
+    let mut h = Host::new();
+    let l = counted(IpAddr::from([127, 0, 0, 1]), "learned");
+    let e = l.port;
+    asking_profile(&h, "deny");
+    let hosts: Vec<String> = (0..6).map(|i| format!("h{i}.test")).collect();
+    resolve_all(&mut h, &hosts.join(","), e);
+    let mut answers = serde_json::Map::new();
+    for x in &hosts {
+        answers.insert(
+            x.clone(),
+            serde_json::json!({"choice": "allow-permanent", "delay_ms": 300}),
+        );
+    }
+    let record = h.root.join("asked.log");
+    stub_answers(&mut h, serde_json::Value::Object(answers), &record);
+    // Two sessions of one profile, each learning three hosts, their dialogs overlapping.
+    let children: Vec<_> = [&hosts[..3], &hosts[3..]]
+        .iter()
+        .map(|part| {
+            let script = part
+                .iter()
+                .map(|x| format!("curl -s -m 30 -o /dev/null http://{x}:{e}/ &"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\nwait";
+            h.omac()
+                .args(["start", "--profile", "asks", "--inner", "sh", "--", "-c"])
+                .arg(script)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert_eq!(l.hits(), 6);
+    let pages_path = h.work.join(".omac/profiles/asks.pages.json");
+    let pages: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pages_path).unwrap()).unwrap();
+    let mut learned: Vec<String> = pages["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["host"].as_str().unwrap().to_string())
+        .collect();
+    learned.sort();
+    assert_eq!(learned, hosts, "{pages}");
+    // No temporary file is left beside it.
+    let left: Vec<_> = std::fs::read_dir(pages_path.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|x| x.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "asks.json" && n != "asks.pages.json" && !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
