@@ -18,6 +18,7 @@
       answer).
 
 VIA: direct | connect-tcp:HOST:PORT | connect-uds:PATH | relay-uds:PATH (a plain relay, no CONNECT)
+--host ADDR (every mode): where the sink listens and the tunnels go (default 127.0.0.1).
 """
 import argparse
 import json
@@ -27,6 +28,7 @@ import threading
 import time
 
 CHUNK = 1 << 20
+HOST = "127.0.0.1"
 
 
 def line(cmd):
@@ -73,7 +75,7 @@ def serve(conn):
 def sink(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
+    s.bind((HOST, port))
     s.listen(1024)
     while True:
         c, _ = s.accept()
@@ -83,7 +85,7 @@ def sink(port):
 def open_tunnel(via, target):
     """Returns the socket, positioned after the proxy's answer."""
     if via == "direct":
-        s = socket.create_connection(("127.0.0.1", target))
+        s = socket.create_connection((HOST, target))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
     kind, _, where = via.partition(":")
@@ -98,7 +100,8 @@ def open_tunnel(via, target):
             return s
     else:
         sys.exit("unknown --via " + via)
-    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (target, target))
+    t = ("%s:%d" % (HOST, target)).encode()
+    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (t, t))
     head = b""
     while b"\r\n\r\n" not in head:
         part = s.recv(4096)
@@ -179,7 +182,10 @@ def main():
     ap.add_argument("--bytes", type=int, default=2 << 30)
     ap.add_argument("--dir", choices=["up", "down"], default="up")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--host", default="127.0.0.1")
     a = ap.parse_args()
+    global HOST
+    HOST = a.host
     if a.mode == "sink":
         sink(a.port)
     elif a.mode == "xfer":

@@ -57,7 +57,7 @@ fn header(r: &mut Response<Body>, name: &'static str, value: &str) {
 /// `X-Omac-Sandbox: denied`, the rule in `X-Omac-Rule`, the explanation in the body.
 pub fn denied(d: &Denial) -> Response<Body> {
     let status = match d.rule {
-        Rule::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+        Rule::InvalidTarget(_) | Rule::Unsupported(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::FORBIDDEN,
     };
     let mut r = text(status, d.body());
@@ -189,14 +189,22 @@ fn strip(headers: &mut HeaderMap, request: bool) {
 
 async fn forward(policy: Arc<Policy>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let uri = req.uri().clone();
-    if uri.scheme_str() != Some("http") {
-        return bad_request(
-            "only http:// is forwarded; send https:// through CONNECT (set HTTPS_PROXY)",
-        );
-    }
     let Some(host) = host_of(&uri) else {
         return bad_request("the request URI has no host");
     };
+    if uri.scheme_str() != Some("http") {
+        // Audited like any refusal: the request names a destination.
+        let scheme = uri.scheme_str().unwrap_or("?");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 0 });
+        return denied(&policy.refuse_unsupported(
+            &host,
+            port,
+            "http-forward",
+            &format!("forwarding a {scheme}:// request"),
+        ));
+    }
     let port = uri.port_u16().unwrap_or(80);
     let route = match policy.check(&host, port, "http-forward").await {
         Ok(r) => r,

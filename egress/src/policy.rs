@@ -13,8 +13,10 @@
 //! 5. undecided: the prompt (one dialog per host however many requests wait, one dialog on
 //!    screen at a time), or with the prompt off and an empty `allow_domain`: allow.
 //!
-//! Through an upstream proxy (not bypassed by `no_proxy`) step 3 is skipped: the upstream
-//! resolves, as in the Go omac; names and literal addresses are still checked.
+//! Through an upstream proxy (not bypassed by `no_proxy`) the upstream resolves, as in the
+//! Go omac, and nothing is pinned; names and literal addresses are still checked, and so
+//! is what the host's DNS answers for the name when it answers (a name resolving to
+//! loopback or metadata here is refused rather than handed to the upstream).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +39,9 @@ use crate::verdict::{Denial, Rule};
 
 /// How long a name may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the check of a name sent to the upstream proxy waits for the host's DNS
+/// (no answer in time: the upstream decides).
+const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where an allowed connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +255,10 @@ impl Policy {
                 why.clone(),
                 "ask for HOST:PORT with a valid host name or address and a port from 1 to 65535".to_string(),
             ),
+            Rule::Unsupported(what) => (
+                format!("{what} is not carried by omac's egress proxy"),
+                "nothing will: only TCP connections leave the sandbox (CONNECT, http:// forwarding, SOCKS5 CONNECT); send https:// through CONNECT (HTTPS_PROXY)".to_string(),
+            ),
         };
         Denial {
             host: host.to_string(),
@@ -367,6 +376,27 @@ impl Policy {
         self.audit.net_decision(&e);
     }
 
+    /// Refuses a request the proxy does not carry (`what`: "SOCKS5 UDP ASSOCIATE", ...)
+    /// before any policy step, and reports it like every other decision.
+    pub fn refuse_unsupported(
+        &self,
+        host: &str,
+        port: u16,
+        via: &'static str,
+        what: &str,
+    ) -> Denial {
+        let host = domain::normalize_host(host.trim_start_matches('[').trim_end_matches(']'));
+        let d = self.denial(
+            &host,
+            port,
+            Rule::Unsupported(what.to_string()),
+            Source::Request,
+            Scope::Policy,
+        );
+        self.report(&host, port, via, &Err(d.clone()));
+        d
+    }
+
     /// Decides about `host:port` (`via` names the protocol for the audit event) and
     /// reports the decision; on success, where to connect.
     pub async fn check(
@@ -445,7 +475,27 @@ impl Policy {
             }
         }
         let route = match (&self.upstream, literal) {
-            (Some(up), _) if up.applies(host, port) => Route::Upstream(up.clone()),
+            (Some(up), _) if up.applies(host, port) => {
+                // The upstream resolves the name, but where the host's DNS says it is a
+                // forbidden address (a public name pointing at 127.0.0.1, the host's own
+                // name in /etc/hosts), the upstream would likely dial it too: on this
+                // machine, for an upstream on loopback. A name the host cannot resolve
+                // (usual behind a corporate proxy) goes on to the upstream.
+                if literal.is_none() {
+                    if let Ok(Ok(ips)) =
+                        tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, self.resolver.resolve(host))
+                            .await
+                    {
+                        let own = self.own.get();
+                        for ip in &ips {
+                            if let Some(class) = self.guard.check(*ip, port, &own) {
+                                return Err(self.hard(host, port, class, Some(*ip)));
+                            }
+                        }
+                    }
+                }
+                Route::Upstream(up.clone())
+            }
             (_, Some(ip)) => Route::Direct(vec![SocketAddr::new(ip, port)]),
             (_, None) => {
                 let ips = match tokio::time::timeout(RESOLVE_TIMEOUT, self.resolver.resolve(host))

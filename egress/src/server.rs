@@ -326,9 +326,17 @@ async fn connection(policy: Arc<Policy>, stream: UnixStream) {
     match tokio::time::timeout(FIRST_BYTE_TIMEOUT, first_byte(&stream)).await {
         Ok(Ok(Some(5))) => crate::socks::serve(policy, stream).await,
         Ok(Ok(Some(4))) => {
-            // SOCKS4: answer "rejected" in its own format rather than parse it as HTTP.
-            use tokio::io::AsyncWriteExt;
+            // SOCKS4: answer "rejected" in its own format rather than parse it as HTTP, and
+            // audit the destination it named like any refusal.
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = stream;
+            let mut head = [0u8; 8];
+            let read = tokio::time::timeout(FIRST_BYTE_TIMEOUT, s.read_exact(&mut head)).await;
+            if let Ok(Ok(_)) = read {
+                let port = u16::from_be_bytes([head[2], head[3]]);
+                let ip = std::net::Ipv4Addr::new(head[4], head[5], head[6], head[7]);
+                policy.refuse_unsupported(&ip.to_string(), port, "socks4", "SOCKS4");
+            }
             let _ = s.write_all(&[0, 0x5b, 0, 0, 0, 0, 0, 0]).await;
             tracing::info!("a SOCKS4 client was refused: only SOCKS5 and HTTP are served");
         }

@@ -41,8 +41,8 @@ async fn send_reply(s: &mut UnixStream, code: u8, bound: Option<SocketAddr>) -> 
     s.write_all(&out).await
 }
 
-/// The request: (host, port), or the reply code refusing it.
-async fn handshake(s: &mut UnixStream) -> io::Result<Result<(String, u16), u8>> {
+/// The request: (host, port, command), or the reply code refusing it.
+async fn handshake(s: &mut UnixStream) -> io::Result<Result<(String, u16, u8), u8>> {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await?;
     let mut methods = vec![0u8; usize::from(head[1])];
@@ -86,10 +86,16 @@ async fn handshake(s: &mut UnixStream) -> io::Result<Result<(String, u16), u8>> 
     };
     let mut port = [0u8; 2];
     s.read_exact(&mut port).await?;
-    if req[1] != 1 {
-        return Ok(Err(reply::COMMAND_NOT_SUPPORTED));
+    Ok(Ok((host, u16::from_be_bytes(port), req[1])))
+}
+
+/// The name of a SOCKS5 command other than CONNECT, for the refusal.
+fn command_name(cmd: u8) -> String {
+    match cmd {
+        2 => "SOCKS5 BIND".to_string(),
+        3 => "SOCKS5 UDP ASSOCIATE".to_string(),
+        n => format!("SOCKS5 command {n}"),
     }
-    Ok(Ok((host, u16::from_be_bytes(port))))
 }
 
 /// Serves one SOCKS5 client (its first byte, 0x05, is still unread).
@@ -106,7 +112,15 @@ pub async fn serve(policy: Arc<Policy>, mut s: UnixStream) {
         }
     };
     let (host, port) = match req {
-        Ok(t) => t,
+        Ok((host, port, 1)) => (host, port),
+        Ok((host, port, cmd)) => {
+            // Not a way out: UDP and inbound connections stay in the sandbox. Audited, as
+            // an attempt at them is worth seeing.
+            let d = policy.refuse_unsupported(&host, port, "socks5", &command_name(cmd));
+            tracing::warn!("SOCKS5: {}", d.body().trim_end().replace('\n', "; "));
+            let _ = send_reply(&mut s, reply::COMMAND_NOT_SUPPORTED, None).await;
+            return;
+        }
         Err(code) => {
             let _ = send_reply(&mut s, code, None).await;
             return;

@@ -32,6 +32,9 @@ pub enum Rule {
     NoDisplay(String),
     /// The host or port is not valid.
     InvalidTarget(String),
+    /// A request the proxy does not carry (SOCKS5 BIND or UDP ASSOCIATE, `https://` or
+    /// another scheme to forward), named.
+    Unsupported(String),
 }
 
 impl Rule {
@@ -56,6 +59,7 @@ impl Rule {
             Rule::PromptFailed(_) => "prompt failed",
             Rule::NoDisplay(_) => "no display",
             Rule::InvalidTarget(_) => "invalid target",
+            Rule::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -114,6 +118,7 @@ impl Denial {
         match self.rule {
             Rule::Dns(_) => 0x04,
             Rule::InvalidTarget(_) => 0x01,
+            Rule::Unsupported(_) => 0x07,
             _ => 0x02,
         }
     }

@@ -172,6 +172,11 @@ async fn bad_requests_are_refused_clearly() {
         .unwrap();
     let (head, _) = read_head(&mut s).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-omac-rule: unsupported"),
+        "{head}"
+    );
     // A numeric "name" that inet_aton would read as 127.0.0.1, and port 0.
     for target in ["2130706433:80", "0x7f000001:80", "a.test:0"] {
         let (status, head, body, _) = connect(&p.socket, target).await;

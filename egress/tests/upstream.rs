@@ -22,13 +22,18 @@ async fn chained_through_a_second_omac_proxy_with_no_proxy_bypass() {
         .start()
         .await;
     let corp_tcp = relay(&corp.socket).await;
-    let mut n = net(&["allowed.test", "other.test", "direct.test"], &[], false);
+    let mut n = net(
+        &["allowed.test", "other.test", "direct.test", "sneaky.test"],
+        &[],
+        false,
+    );
     n.upstream_proxy = Some(format!("http://corp.test:{}", corp_tcp.port()));
     n.no_proxy = vec!["direct.test".into()];
     let p = Setup::new(n)
         .exempt(echo.addr)
         .name("corp.test", &["127.0.0.1"])
         .name("direct.test", &["127.0.0.1"])
+        .name("sneaky.test", &["127.0.0.1"])
         .start()
         .await;
 
@@ -50,8 +55,21 @@ async fn chained_through_a_second_omac_proxy_with_no_proxy_bypass() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("GET /fwd HTTP/1.1"), "{out}");
-    // The chained path never resolved the destination locally.
-    assert_eq!(p.resolver.lookups(), ["corp.test", "corp.test"]);
+    // The destination was looked up here only to be checked (this host's DNS does not
+    // know allowed.test, so the parent resolved it); nothing was dialled but the parent.
+    assert_eq!(
+        p.resolver.lookups(),
+        ["allowed.test", "corp.test", "allowed.test", "corp.test"]
+    );
+    // A name this host's DNS puts on loopback is refused before the parent is asked:
+    // the parent would dial it (on its own loopback, this machine's for a local parent).
+    let before = corp.events().len();
+    let (status, head, _, _) = connect(&p.socket, &format!("sneaky.test:{port}")).await;
+    assert_eq!(
+        (status, header(&head, "x-omac-rule").as_deref()),
+        (403, Some("loopback"))
+    );
+    assert_eq!(corp.events().len(), before);
 
     // The parent refuses: 502 with X-Omac-Sandbox: upstream-error; SOCKS5: not allowed.
     let (status, head, body, _) = connect(&p.socket, &format!("other.test:{port}")).await;

@@ -4,8 +4,9 @@
 //! Unix socket init listens on at a host path (bound before the view is built, so the host
 //! reaches it and the agent does not see it) whose every connection is relayed to
 //! `127.0.0.1:PORT` inside the namespace, where a server of the agent listens.
-//! Non-blocking sockets on init's epoll loop, 64 KiB buffers each way, TCP_NODELAY (no
-//! Nagle delay on small requests), half-closes passed through.
+//! Non-blocking sockets on init's epoll loop, 256 KiB buffers each way, 4 MiB socket
+//! buffers on the Unix side (the kernel caps them at `net.core.wmem_max`/`rmem_max`),
+//! TCP_NODELAY (no Nagle delay on small requests), half-closes passed through.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,7 +16,14 @@ use std::path::{Path, PathBuf};
 
 use crate::sys;
 
-const BUF: usize = 64 * 1024;
+/// Bytes moved per read: large enough that a bulk transfer costs few system calls and
+/// epoll wake-ups (allocated per direction of a connection, 512 KiB per connection).
+const BUF: usize = 256 * 1024;
+/// Socket buffers asked for on the Unix side of a relay. A Unix stream socket's sender may
+/// only queue its send buffer (208 KiB by default), so every 208 KiB of an upload waited
+/// for the proxy to read; loopback TCP sizes its own buffers (autotuning), so its side is
+/// left alone.
+const UNIX_SOCKBUF: i32 = 4 << 20;
 
 /// Where a bridge sends the connections it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,8 +192,15 @@ fn connect_unix(path: &Path) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_un>() as u32,
         )
     })?;
+    large_buffers(fd.as_raw_fd());
     set_nonblocking(fd.as_raw_fd());
     Ok(fd)
+}
+
+/// Asks for [`UNIX_SOCKBUF`] send and receive buffers on a Unix socket.
+fn large_buffers(fd: RawFd) {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, UNIX_SOCKBUF);
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, UNIX_SOCKBUF);
 }
 
 /// Connects to `127.0.0.1:port` (blocking: on loopback the answer is immediate), then
@@ -228,7 +243,9 @@ fn set_nonblocking(fd: RawFd) {
 
 /// One direction of a connection: bytes read from one side, waiting to be written.
 struct Pipe {
-    buf: Box<[u8]>,
+    /// Never read before the kernel wrote it: only `start..end`, which `recv` filled, is
+    /// sent. Left uninitialised so that a new connection costs no 256 KiB memset.
+    buf: Box<[std::mem::MaybeUninit<u8>]>,
     start: usize,
     end: usize,
     /// The reading side reached end of file.
@@ -240,7 +257,7 @@ struct Pipe {
 impl Pipe {
     fn new() -> Pipe {
         Pipe {
-            buf: vec![0; BUF].into_boxed_slice(),
+            buf: Box::new_uninit_slice(BUF),
             start: 0,
             end: 0,
             eof: false,
@@ -253,11 +270,13 @@ impl Pipe {
     fn pump(&mut self, from: RawFd, to: RawFd) -> io::Result<()> {
         loop {
             if self.start < self.end {
-                // SAFETY: valid buffer range.
+                // SAFETY: `start..end` lies in the buffer and was written by `recv`.
                 let n = unsafe {
                     libc::send(
                         to,
-                        self.buf[self.start..self.end].as_ptr().cast(),
+                        self.buf[self.start..self.end]
+                            .as_ptr()
+                            .cast::<libc::c_void>(),
                         self.end - self.start,
                         libc::MSG_NOSIGNAL,
                     )
@@ -285,8 +304,16 @@ impl Pipe {
                 }
                 return Ok(());
             }
-            // SAFETY: valid buffer.
-            let n = unsafe { libc::recv(from, self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+            // SAFETY: the kernel writes at most `len` bytes into memory we own; nothing
+            // reads it before (see `buf`).
+            let n = unsafe {
+                libc::recv(
+                    from,
+                    self.buf.as_mut_ptr().cast::<libc::c_void>(),
+                    self.buf.len(),
+                    0,
+                )
+            };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::WouldBlock {
@@ -364,6 +391,8 @@ impl Relay {
                     connect_unix(path).map_err(|e| format!("{}: {e}", path.display()))
                 }
                 Target::Loopback(port) => {
+                    // The accepted client is the Unix side here.
+                    large_buffers(fd);
                     connect_loopback(*port).map_err(|e| format!("127.0.0.1:{port}: {e}"))
                 }
             };

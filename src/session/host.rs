@@ -382,7 +382,7 @@ async fn bring_up_and_run(
     up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters));
     if !specs.is_empty() {
         let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
-        let show = progress::Progress::start(&supervisor, names);
+        let show = progress::Progress::start(&supervisor, names.clone());
         let started = supervisor.start(specs);
         tokio::pin!(started);
         let outcome = loop {
@@ -406,6 +406,7 @@ async fn bring_up_and_run(
                 return Ok(aborted(plan, libc::SIGINT));
             }
         }
+        health_logged(counters, &names).await;
     }
 
     // The agent.
@@ -489,6 +490,25 @@ fn argv_of(loaded: &Loaded, args: &[String]) -> Vec<String> {
     let mut v = loaded.config.process.args.clone();
     v.extend(args.iter().cloned());
     v
+}
+
+/// Waits (at most 1 s) until the event log has written every sidecar's `sidecar.healthy`:
+/// the events reach it through a channel, and the audit log must show them before the
+/// agent's `process.exec` (the agent does start only after they are healthy).
+async fn health_logged(counters: &Counters, names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let done = {
+            let r = counters.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+            names
+                .iter()
+                .all(|n| r.get(n).is_some_and(|x| x.healthy_ms.is_some()))
+        };
+        if done || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Audit events (and the `--json` figures) from the supervisor's events.
