@@ -26,6 +26,7 @@ mod mounts;
 mod netdev;
 mod parent;
 mod prepare;
+mod prestart;
 pub mod probe;
 pub mod report;
 mod resolve;
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 pub use error::Error;
+pub use prestart::{dismiss as dismiss_stage, prestart as prestart_stage};
 pub use report::{Enforcement, LayerStatus, Level, Mode, Outcome};
 pub use wire::STAGE_ARG;
 

@@ -207,17 +207,27 @@ fn spawned(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result
     } else {
         None
     };
-    let exe = opts
-        .stage_exe
-        .clone()
-        .unwrap_or_else(|| "/proc/self/exe".into());
     let bytes = serde_json::to_vec(plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
-    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
-    let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
-    let pid = spawn_stage(&exe, &plan_r, &report_w)
-        .map_err(|e| Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display()))))?;
-    drop(plan_r);
-    drop(report_w);
+    // A stage started ahead (see `prestart`) is the same process this would spawn.
+    let ready = match &opts.stage_exe {
+        None => crate::prestart::take(),
+        Some(_) => None,
+    };
+    let (pid, plan_w, report_r) = match ready {
+        Some(p) => (p.pid, p.plan_w, p.report_r),
+        None => {
+            let exe = opts
+                .stage_exe
+                .clone()
+                .unwrap_or_else(|| "/proc/self/exe".into());
+            let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
+            let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
+            let pid = spawn_stage(&exe, &plan_r, &report_w).map_err(|e| {
+                Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display())))
+            })?;
+            (pid, plan_w, report_r)
+        }
+    };
     if let Some(c) = &opts.control {
         c.attach(pid);
     }

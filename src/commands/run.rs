@@ -85,7 +85,8 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
         path: args.audit_log.clone(),
         off: args.no_audit,
     };
-    session_run(
+    prestart(&loaded);
+    let code = session_run(
         loaded,
         sockets,
         args.args,
@@ -94,7 +95,20 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
         verbose,
         started,
         Some(&args.dir),
-    )
+    );
+    omac_runtime::dismiss_stage();
+    code
+}
+
+/// A session runs its sandbox from a multi-threaded process, which re-executes omac as the
+/// sandbox's stage: started now, that exec and start-up overlap with the session's own
+/// preparation (the facade, the proxy, the audit log) instead of following it.
+fn prestart(loaded: &omac_bundle::Loaded) {
+    if loaded.ext.is_some() && std::env::var_os("OMAC_STAGE_EXEC").is_none() {
+        if let Err(e) = omac_runtime::prestart_stage() {
+            tracing::debug!("starting the sandbox stage ahead: {e}");
+        }
+    }
 }
 
 /// Runs a loaded bundle: as a session when it has an `omac.json`, plainly otherwise.
@@ -222,6 +236,7 @@ pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> a
         false,
     )?;
     let loaded = omac_bundle::load(&out)?;
+    prestart(&loaded);
     let code = session_run(
         loaded,
         Vec::new(),
@@ -232,6 +247,7 @@ pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> a
         started,
         None,
     );
+    omac_runtime::dismiss_stage();
     drop(tmp);
     code
 }
