@@ -85,7 +85,7 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
         path: args.audit_log.clone(),
         off: args.no_audit,
     };
-    prestart(&loaded);
+    prestart(&loaded, verbose);
     let code = session_run(
         loaded,
         sockets,
@@ -101,11 +101,14 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
 }
 
 /// A session runs its sandbox from a multi-threaded process, which re-executes omac as the
-/// sandbox's stage: started now, that exec and start-up overlap with the session's own
-/// preparation (the facade, the proxy, the audit log) instead of following it.
-fn prestart(loaded: &omac_bundle::Loaded) {
+/// sandbox's stage: started now, that exec and start-up, the user namespace and init's
+/// clone into the sandbox's namespaces overlap with the session's own preparation (the
+/// facade, the proxy, the audit log) instead of following it. (`OMAC_STAGE_EXEC` keeps
+/// the stage spawned at run time, for the tests of that path.)
+fn prestart(loaded: &omac_bundle::Loaded, verbose: bool) {
     if loaded.ext.is_some() && std::env::var_os("OMAC_STAGE_EXEC").is_none() {
-        if let Err(e) = omac_runtime::prestart_stage() {
+        let t0 = crate::STARTED.get().copied();
+        if let Err(e) = omac_runtime::prestart_stage(loaded, verbose, t0) {
             tracing::debug!("starting the sandbox stage ahead: {e}");
         }
     }
@@ -236,7 +239,7 @@ pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> a
         false,
     )?;
     let loaded = omac_bundle::load(&out)?;
-    prestart(&loaded);
+    prestart(&loaded, verbose);
     let code = session_run(
         loaded,
         Vec::new(),
