@@ -8,7 +8,7 @@ use omac_bundle::ext::{Extension, FsRule, LAYERS};
 use omac_bundle::oci::{IdMapping, Mount, Spec};
 use omac_bundle::{env, rights, Loaded};
 
-use crate::wire::{encode_bpf, seccomp_insn::Insn, Head, ProcessPlan, RunPlan};
+use crate::wire::{encode_bpf, seccomp_insn::Insn, FallbackPlan, Head, ProcessPlan, RunPlan};
 use crate::{fallback, links, mountopts, Error, RunOptions};
 
 const CONFIG: &str = "config.json";
@@ -274,8 +274,15 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         links::check(&protected, &granted)?;
     }
 
-    let mut fallback = fallback::plan(spec, ext, &opts.sockets);
-    fallback.rules.extend(binary_rules);
+    // The view without a user namespace is only ever used when the bundle may run without
+    // one.
+    let fallback = if require.iter().any(|r| r == "namespaces") {
+        FallbackPlan::default()
+    } else {
+        let mut f = fallback::plan(spec, ext, &opts.sockets);
+        f.rules.extend(binary_rules);
+        f
+    };
     let plan = RunPlan {
         rootfs,
         root_tmpfs,
