@@ -763,3 +763,18 @@ fn a_bundle_refused_after_the_stage_started_ahead() {
     let good = bundle_of(&env, "default", &["/bin/sh", "-c", "exit 5"]);
     assert_eq!(run(&env, &good, &[]).status.code(), Some(5));
 }
+
+/// The stage starts before the bundle is read; a bundle that fails to load (here an
+/// omac.json changed behind config.json's back) is refused as before, and the stage goes
+/// away with the run (a stage kept waiting would hold omac's stderr: the test would hang).
+#[test]
+fn a_bundle_that_fails_to_load_after_the_stage_started() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    let path = b.join("omac.json");
+    let json = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, json.replacen('{', "{ ", 1)).unwrap();
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("digest"), "{}", text(&o));
+}

@@ -233,7 +233,10 @@ fn spawned(
         _ => None,
     };
     let (pid, plan_w, report_r, bytes) = match ready {
-        Some(p) => (p.pid, p.plan_w, p.report_r, encoded(true)?),
+        Some(p) => {
+            let bytes = encoded(p.has_head())?;
+            (p.pid, p.plan_w, p.report_r, bytes)
+        }
         None => {
             let exe = opts
                 .stage_exe

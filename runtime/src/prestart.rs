@@ -1,9 +1,9 @@
 //! A stage started ahead of its plan. A caller that will run a bundle from a
-//! multi-threaded process (the session) calls [`prestart`] as soon as it has loaded the
-//! bundle: the re-executed omac binary (its exec, dynamic loading and start-up), the user
-//! namespace and the clone of init into the sandbox's namespaces then overlap with the
-//! caller's own preparation, and [`crate::run`] hands the rest of the plan to that stage
-//! instead of spawning one.
+//! multi-threaded process (the session) calls [`prestart`] as soon as it knows it will, and
+//! [`send_head`] once it has loaded the bundle: the re-executed omac binary (its exec,
+//! dynamic loading and start-up), the user namespace and the clone of init into the
+//! sandbox's namespaces then overlap with the caller's own preparation, and [`crate::run`]
+//! hands the rest of the plan to that stage instead of spawning one.
 //!
 //! The stage is exactly the one [`crate::run`] would spawn (same binary, empty environment,
 //! default signal dispositions, descriptors 3 and 4 only), and it gets the same first line
@@ -22,7 +22,7 @@ use omac_bundle::Loaded;
 use crate::sys;
 use crate::wire::{Head, Plan, Task};
 
-/// A spawned stage waiting for the rest of its plan.
+/// A spawned stage waiting for (the rest of) its plan.
 #[derive(Debug)]
 pub(crate) struct Prestarted {
     /// The stage's pid.
@@ -31,25 +31,50 @@ pub(crate) struct Prestarted {
     pub plan_w: OwnedFd,
     /// The read end of the pipe the stage, init and the agent report on.
     pub report_r: OwnedFd,
-    /// The head the stage was sent.
-    head: Head,
-    /// Whether it reports each step.
-    verbose: bool,
+    /// The head the stage was sent, with the run's verbosity, if it was sent one.
+    sent: Option<(Head, bool)>,
+}
+
+impl Prestarted {
+    /// Whether the stage has its plan's first line already (then only the run plan follows).
+    pub fn has_head(&self) -> bool {
+        self.sent.is_some()
+    }
 }
 
 /// The one waiting stage of this process, if any.
 static WAITING: Mutex<Option<Prestarted>> = Mutex::new(None);
 
-/// Spawns the stage (`/proc/self/exe __sandbox-stage`) for `bundle` now and sends it the
-/// plan's head, for the next [`crate::run`] of this process that would spawn a stage.
-/// `verbose` and `t0` are the coming run's ([`crate::RunOptions`]). Does nothing when a
-/// stage is already waiting; a bundle the runtime refuses is left to [`crate::run`] to
-/// report.
-pub fn prestart(bundle: &Loaded, verbose: bool, t0: Option<u64>) -> io::Result<()> {
+/// Spawns the stage (`/proc/self/exe __sandbox-stage`) now, for the next [`crate::run`] of
+/// this process that would spawn one; [`send_head`] lets it go on to the namespaces. Does
+/// nothing when a stage is already waiting.
+pub fn prestart() -> io::Result<()> {
     let mut waiting = WAITING.lock().unwrap_or_else(|p| p.into_inner());
     if waiting.is_some() {
         return Ok(());
     }
+    let (report_r, report_w) = sys::pipe()?;
+    let (plan_r, plan_w) = sys::pipe()?;
+    let pid = crate::parent::spawn_stage(Path::new("/proc/self/exe"), &plan_r, &report_w)?;
+    *waiting = Some(Prestarted {
+        pid,
+        plan_w,
+        report_r,
+        sent: None,
+    });
+    Ok(())
+}
+
+/// Sends the waiting stage the head of `bundle`'s plan (checked as the full plan checks
+/// it): it enters the user namespace and clones init into the sandbox's namespaces while
+/// the caller goes on preparing. `verbose` and `t0` are the coming run's
+/// ([`crate::RunOptions`]). A bundle the runtime refuses gets no head: [`crate::run`]
+/// reports why.
+pub fn send_head(bundle: &Loaded, verbose: bool, t0: Option<u64>) -> io::Result<()> {
+    let mut waiting = WAITING.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(stage) = waiting.as_mut().filter(|s| s.sent.is_none()) else {
+        return Ok(());
+    };
     let Ok(head) = crate::prepare::head(bundle) else {
         return Ok(());
     };
@@ -61,35 +86,28 @@ pub fn prestart(bundle: &Loaded, verbose: bool, t0: Option<u64>) -> io::Result<(
         task: Task::Run(head.clone()),
     };
     let first = crate::wire::encode(&plan, None).map_err(io::Error::other)?;
-    let (report_r, report_w) = sys::pipe()?;
-    let (plan_r, plan_w) = sys::pipe()?;
-    let pid = crate::parent::spawn_stage(Path::new("/proc/self/exe"), &plan_r, &report_w)?;
-    let stage = Prestarted {
-        pid,
-        plan_w,
-        report_r,
-        head,
-        verbose,
-    };
     // A few hundred bytes into an empty pipe: this does not block.
     if let Err(e) = sys::write_all(stage.plan_w.as_raw_fd(), &first) {
-        end(stage);
+        if let Some(s) = waiting.take() {
+            end(s);
+        }
         return Err(e);
     }
-    *waiting = Some(stage);
+    stage.sent = Some((head, verbose));
     Ok(())
 }
 
-/// Takes the waiting stage if it was sent `head` (and the same verbosity); a stage sent
-/// another is ended.
+/// Takes the waiting stage unless it was sent another head (or verbosity) than `head`'s
+/// run: that one is ended.
 pub(crate) fn take_for(head: &Head, verbose: bool) -> Option<Prestarted> {
     let p = WAITING.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-    if &p.head == head && p.verbose == verbose {
-        Some(p)
-    } else {
-        tracing::debug!("the stage started ahead was sent another plan; starting a fresh one");
-        end(p);
-        None
+    match &p.sent {
+        Some((h, v)) if h != head || *v != verbose => {
+            tracing::debug!("the stage started ahead was sent another plan; starting a fresh one");
+            end(p);
+            None
+        }
+        _ => Some(p),
     }
 }
 
