@@ -742,3 +742,39 @@ fn rlimits_apply_and_a_hard_limit_too_high_is_clamped_with_a_warning() {
         text(&o)
     );
 }
+
+/// `omac run` starts the sandbox's stage (and init, in its namespaces) ahead while the
+/// session prepares; a bundle the runtime then refuses is still refused by name, with the
+/// config exit code, and the waiting stage goes away with the run (the test would hang on
+/// a stage kept waiting: it holds omac's stderr).
+#[test]
+fn a_bundle_refused_after_the_stage_started_ahead() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    let path = b.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["process"]["cwd"] = serde_json::json!("relative/dir");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("process.cwd"), "{}", text(&o));
+    // The next run of a good bundle in the same place is unaffected.
+    let good = bundle_of(&env, "default", &["/bin/sh", "-c", "exit 5"]);
+    assert_eq!(run(&env, &good, &[]).status.code(), Some(5));
+}
+
+/// The stage starts before the bundle is read; a bundle that fails to load (here an
+/// omac.json changed behind config.json's back) is refused as before, and the stage goes
+/// away with the run (a stage kept waiting would hold omac's stderr: the test would hang).
+#[test]
+fn a_bundle_that_fails_to_load_after_the_stage_started() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    let path = b.join("omac.json");
+    let json = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, json.replacen('{', "{ ", 1)).unwrap();
+    let o = run(&env, &b, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(stderr(&o).contains("digest"), "{}", text(&o));
+}

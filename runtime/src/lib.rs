@@ -7,8 +7,11 @@
 //! session) gets a fresh one: [`run`] re-executes the omac binary as a hidden stage
 //! (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited pipe,
 //! so a multi-threaded process is never forked without exec. A caller that is verifiably
-//! single-threaded (the `omac run` command line) is its own stage: it enters the user
-//! namespace and clones init itself, which saves an exec of the omac binary per run.
+//! single-threaded (`omac run` of a plain OCI bundle) is its own stage: it enters the user
+//! namespace and clones init itself, which saves an exec of the omac binary per run. A
+//! caller that knows early that it will run a bundle can start the stage ahead
+//! ([`prestart_stage`], then [`send_head`]): the exec, the user namespace and init's clone
+//! into the new namespaces then overlap with its own preparation.
 
 #![warn(missing_docs)]
 
@@ -26,6 +29,7 @@ mod mounts;
 mod netdev;
 mod parent;
 mod prepare;
+mod prestart;
 pub mod probe;
 pub mod report;
 mod resolve;
@@ -40,6 +44,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 pub use error::Error;
+pub use prestart::{dismiss as dismiss_stage, prestart as prestart_stage, send_head};
 pub use report::{Enforcement, LayerStatus, Level, Mode, Outcome};
 pub use wire::STAGE_ARG;
 
@@ -82,7 +87,8 @@ pub struct RunOptions {
     /// have blocked them in every thread (see [`block_forwarded_signals`]).
     pub forward_signals: bool,
     /// Re-execute this binary as the stage, always. `None`: a single-threaded caller builds
-    /// the sandbox itself; any other re-executes `/proc/self/exe`.
+    /// the sandbox itself; any other uses the stage started ahead ([`prestart_stage`]) or
+    /// re-executes `/proc/self/exe`.
     pub stage_exe: Option<PathBuf>,
     /// A handle to signal the running sandbox from another thread.
     pub control: Option<Control>,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::report::{Enforcement, Mode, Outcome};
 use crate::sys;
-use crate::wire::{Msg, Plan, RunPlan, Task, PLAN_FD, REPORT_FD, STAGE_ARG};
+use crate::wire::{Head, Msg, Plan, RunPlan, Task, PLAN_FD, REPORT_FD, STAGE_ARG};
 use crate::{Error, RunOptions, FORWARDED_SIGNALS};
 
 /// A descriptor duplicated above the range the child's fixed descriptors use.
@@ -111,17 +111,18 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    let run = plan;
     let plan = Plan {
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
         verbose: opts.verbose,
         t0: opts.t0.unwrap_or_else(crate::wire::now),
-        task: Task::Run(plan),
+        task: Task::Run(Head::of(&run)),
     };
     let result = if opts.stage_exe.is_none() && sys::single_threaded() {
-        inline(&plan, opts, &mut warnings)
+        inline(&plan, &run, opts, &mut warnings)
     } else {
-        spawned(&plan, opts, &mut warnings)
+        spawned(&plan, &run, opts, &mut warnings)
     };
     if opts.verbose {
         let ms = crate::wire::now().saturating_sub(plan.t0) as f64 / 1e6;
@@ -160,15 +161,20 @@ fn describe(status: i32, who: &str) -> String {
 type Ran = (Relayed, String);
 
 /// This single-threaded process is the stage: it clones init itself.
-fn inline(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
-    let Task::Run(run) = &plan.task else {
+fn inline(
+    plan: &Plan,
+    run: &RunPlan,
+    opts: &RunOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Ran, Error> {
+    let Task::Run(head) = &plan.task else {
         return Err(Error::Abnormal("not a run plan".into()));
     };
     let old = sys::signal_mask().map_err(Error::Spawn)?;
     let sigfd = crate::stage::block_for_supervision(opts.forward_signals).map_err(Error::Spawn)?;
     let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
     let rep = crate::wire::Reporter::new(report_w.as_raw_fd(), plan.verbose, plan.t0);
-    let launched = crate::stage::launch(run, rep);
+    let launched = crate::stage::launch(head, crate::stage::Body::Ready(run), rep);
     // From here only init and the agent write reports: their end of the pipe is the end.
     drop(report_w);
     let result = match launched {
@@ -199,7 +205,12 @@ fn inline(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<
 }
 
 /// The omac binary re-executed as the stage, with the plan on a pipe.
-fn spawned(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+fn spawned(
+    plan: &Plan,
+    run: &RunPlan,
+    opts: &RunOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Ran, Error> {
     let sigfd = if opts.forward_signals {
         // Blocking here covers a caller that forgot to; other threads must block them too.
         sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
@@ -207,17 +218,38 @@ fn spawned(plan: &Plan, opts: &RunOptions, warnings: &mut Vec<String>) -> Result
     } else {
         None
     };
-    let exe = opts
-        .stage_exe
-        .clone()
-        .unwrap_or_else(|| "/proc/self/exe".into());
-    let bytes = serde_json::to_vec(plan).map_err(|e| Error::Spawn(io::Error::other(e)))?;
-    let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
-    let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
-    let pid = spawn_stage(&exe, &plan_r, &report_w)
-        .map_err(|e| Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display()))))?;
-    drop(plan_r);
-    drop(report_w);
+    let encoded = |head_sent: bool| {
+        let r = if head_sent {
+            serde_json::to_vec(run)
+        } else {
+            crate::wire::encode(plan, Some(run))
+        };
+        r.map_err(|e| Error::Spawn(io::Error::other(e)))
+    };
+    // A stage started ahead (see `prestart`) is the same process this would spawn; it has
+    // the head of this plan already (or, were it another, is sent away).
+    let ready = match (&opts.stage_exe, &plan.task) {
+        (None, Task::Run(head)) => crate::prestart::take_for(head, plan.verbose),
+        _ => None,
+    };
+    let (pid, plan_w, report_r, bytes) = match ready {
+        Some(p) => {
+            let bytes = encoded(p.has_head())?;
+            (p.pid, p.plan_w, p.report_r, bytes)
+        }
+        None => {
+            let exe = opts
+                .stage_exe
+                .clone()
+                .unwrap_or_else(|| "/proc/self/exe".into());
+            let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
+            let (plan_r, plan_w) = sys::pipe().map_err(Error::Spawn)?;
+            let pid = spawn_stage(&exe, &plan_r, &report_w).map_err(|e| {
+                Error::Spawn(io::Error::new(e.kind(), format!("{}: {e}", exe.display())))
+            })?;
+            (pid, plan_w, report_r, encoded(false)?)
+        }
+    };
     if let Some(c) = &opts.control {
         c.attach(pid);
     }

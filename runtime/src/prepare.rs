@@ -8,7 +8,7 @@ use omac_bundle::ext::{Extension, FsRule, LAYERS};
 use omac_bundle::oci::{IdMapping, Mount, Spec};
 use omac_bundle::{env, rights, Loaded};
 
-use crate::wire::{encode_bpf, seccomp_insn::Insn, ProcessPlan, RunPlan};
+use crate::wire::{encode_bpf, seccomp_insn::Insn, FallbackPlan, Head, ProcessPlan, RunPlan};
 use crate::{fallback, links, mountopts, Error, RunOptions};
 
 const CONFIG: &str = "config.json";
@@ -170,30 +170,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         .next()
         .is_none();
 
-    let require = match ext {
-        Some(e) => {
-            for r in &e.enforcement.require {
-                if !LAYERS.iter().any(|(n, _)| n == r) {
-                    return Err(Error::unsupported(
-                        EXT,
-                        "enforcement.require",
-                        format!("unknown layer {r:?}"),
-                        format!(
-                            "use the layers {}",
-                            LAYERS
-                                .iter()
-                                .map(|(n, _)| *n)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-            }
-            e.enforcement.require.clone()
-        }
-        // A plain OCI bundle has no Landlock view to fall back on.
-        None => vec!["namespaces".to_string()],
-    };
+    let require = required(ext)?;
     if let Some(e) = ext {
         check_landlock(e)?;
     }
@@ -297,8 +274,15 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         links::check(&protected, &granted)?;
     }
 
-    let mut fallback = fallback::plan(spec, ext, &opts.sockets);
-    fallback.rules.extend(binary_rules);
+    // The view without a user namespace is only ever used when the bundle may run without
+    // one.
+    let fallback = if require.iter().any(|r| r == "namespaces") {
+        FallbackPlan::default()
+    } else {
+        let mut f = fallback::plan(spec, ext, &opts.sockets);
+        f.rules.extend(binary_rules);
+        f
+    };
     let plan = RunPlan {
         rootfs,
         root_tmpfs,
@@ -335,6 +319,50 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         fallback,
     };
     Ok((plan, warnings))
+}
+
+/// The enforcement layers the bundle requires (a plain OCI bundle: namespaces).
+fn required(ext: Option<&Extension>) -> Result<Vec<String>, Error> {
+    Ok(match ext {
+        Some(e) => {
+            for r in &e.enforcement.require {
+                if !LAYERS.iter().any(|(n, _)| n == r) {
+                    return Err(Error::unsupported(
+                        EXT,
+                        "enforcement.require",
+                        format!("unknown layer {r:?}"),
+                        format!(
+                            "use the layers {}",
+                            LAYERS
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            e.enforcement.require.clone()
+        }
+        // A plain OCI bundle has no Landlock view to fall back on.
+        None => vec!["namespaces".to_string()],
+    })
+}
+
+/// The head of the plan [`plan`] would make of `bundle` (see [`Head`]), checked the same
+/// way: its namespaces, id mappings, required layers and cgroup limits.
+pub fn head(bundle: &Loaded) -> Result<Head, Error> {
+    let spec = &bundle.config;
+    let namespaces = check_namespaces(spec)?;
+    let (uid_map, gid_map, allow_setgroups) = check_mappings(spec)?;
+    Ok(Head {
+        namespaces,
+        uid_map,
+        gid_map,
+        allow_setgroups,
+        require: required(bundle.ext.as_ref())?,
+        resources: spec.linux.resources.clone(),
+    })
 }
 
 /// A run-time socket or binary name: a plain file name.

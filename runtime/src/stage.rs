@@ -5,7 +5,7 @@
 //! it, and exits with its status.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use crate::cgroup::{self, Placement};
@@ -14,7 +14,7 @@ use crate::report::{LayerStatus, Level};
 use crate::sys::{self, Forked};
 use crate::terminal;
 use crate::userns;
-use crate::wire::{Msg, Plan, Reporter, RunPlan, Task, PLAN_FD, REPORT_FD};
+use crate::wire::{Head, Msg, Plan, Reporter, RunPlan, Task, PLAN_FD, REPORT_FD};
 use crate::FORWARDED_SIGNALS;
 
 /// What init and the agent need beyond the plan.
@@ -51,20 +51,19 @@ fn stage() -> i32 {
     }
     // Nothing the omac process had open reaches the sandbox.
     let _ = sys::close_range(REPORT_FD as u32 + 1, u32::MAX, 0);
-    let bytes = match sys::read_to_end(PLAN_FD) {
+    // The first line; a run's plan follows (see `Body`).
+    let (line, rest) = match sys::read_line(PLAN_FD) {
         Ok(b) => b,
         Err(e) => {
             rep.fail("read the plan", e.to_string(), "report this as a bug");
             return 7;
         }
     };
-    // SAFETY: the plan descriptor is ours and read to its end.
-    unsafe { libc::close(PLAN_FD) };
-    if bytes.is_empty() {
-        // The omac process died before it sent anything.
+    if line.is_empty() {
+        // The omac process died, or gave up on the run, before it sent anything.
         return 1;
     }
-    let plan: Plan = match serde_json::from_slice(&bytes) {
+    let plan: Plan = match serde_json::from_slice(&line) {
         Ok(p) => p,
         Err(e) => {
             rep.fail(
@@ -83,8 +82,82 @@ fn stage() -> i32 {
     let rep = Reporter::new(REPORT_FD, plan.verbose, plan.t0);
     rep.debug(|| "stage started".to_string());
     match plan.task {
-        Task::Probe => crate::probe::stage(&rep),
-        Task::Run(run) => run_plan(&run, rep),
+        Task::Probe => {
+            // SAFETY: the plan descriptor is ours.
+            unsafe { libc::close(PLAN_FD) };
+            crate::probe::stage(&rep)
+        }
+        Task::Run(head) => run_plan(
+            &head,
+            Body::Pipe {
+                fd: PLAN_FD,
+                buffered: rest,
+            },
+            rep,
+        ),
+    }
+}
+
+/// The rest of a run's plan: in memory, or still on the stage's plan descriptor (init
+/// reads it there, once it sits in its namespaces).
+pub enum Body<'a> {
+    /// The plan, at hand.
+    Ready(&'a RunPlan),
+    /// The plan, read from the descriptor (the stage's fallback needs it).
+    Owned(Box<RunPlan>),
+    /// The plan still to be read from `fd`, after the bytes already `buffered`.
+    Pipe {
+        /// The descriptor.
+        fd: RawFd,
+        /// What was read past the first line.
+        buffered: Vec<u8>,
+    },
+}
+
+impl Body<'_> {
+    /// The plan, reading it if it is still on the descriptor (which is then closed).
+    /// `Ok(None)`: the descriptor closed without a plan (omac gave up on the run).
+    fn read(self) -> Result<Option<Box<RunPlan>>, String> {
+        match self {
+            Body::Ready(p) => Ok(Some(Box::new(p.clone()))),
+            Body::Owned(p) => Ok(Some(p)),
+            Body::Pipe { fd, mut buffered } => {
+                let r = sys::read_to_end(fd);
+                // SAFETY: the plan descriptor is ours and read to its end.
+                unsafe { libc::close(fd) };
+                buffered.extend(r.map_err(|e| e.to_string())?);
+                if buffered.is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_slice(&buffered)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// A body read in full (for the stage's own use), reporting failures.
+    fn materialize(self, rep: &Reporter) -> Result<Body<'static>, i32> {
+        match self.read() {
+            Ok(Some(p)) => Ok(Body::Owned(p)),
+            Ok(None) => Err(1),
+            Err(e) => {
+                rep.fail(
+                    "read the plan",
+                    e,
+                    "the omac binary changed during the run; retry",
+                );
+                Err(7)
+            }
+        }
+    }
+
+    fn plan(&self) -> Option<&RunPlan> {
+        match self {
+            Body::Ready(p) => Some(p),
+            Body::Owned(p) => Some(p),
+            Body::Pipe { .. } => None,
+        }
     }
 }
 
@@ -93,7 +166,7 @@ fn has(list: &[String], item: &str) -> bool {
 }
 
 /// The stage's whole job: launch init, forward signals to it until it exits, clean up.
-fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
+fn run_plan(head: &Head, body: Body, rep: Reporter) -> i32 {
     let sigfd = match block_for_supervision(true) {
         Ok(fd) => fd,
         Err(e) => {
@@ -101,7 +174,7 @@ fn run_plan(plan: &RunPlan, rep: Reporter) -> i32 {
             return 7;
         }
     };
-    let launched = match launch(plan, rep) {
+    let launched = match launch(head, body, rep) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -203,15 +276,16 @@ impl Launched {
 
 /// Everything up to a running init: the cgroup, the user namespace (or the fallback),
 /// init cloned into the new namespaces. The caller must be single-threaded and must have
-/// called [`block_for_supervision`]. On failure the report says why; the exit code is
+/// called [`block_for_supervision`]. Only `head` is needed up to the clone (the fallback
+/// reads `body` first); init gets `body`. On failure the report says why; the exit code is
 /// returned.
-pub fn launch(plan: &RunPlan, rep: Reporter) -> Result<Launched, i32> {
+pub fn launch(head: &Head, body: Body, rep: Reporter) -> Result<Launched, i32> {
     // SAFETY: getpid cannot fail.
     let tag = unsafe { libc::getpid() }.to_string();
-    let (placement, cg_status) = match cgroup::setup(plan.resources.as_ref(), &tag) {
+    let (placement, cg_status) = match cgroup::setup(head.resources.as_ref(), &tag) {
         Ok(p) => p,
         Err(cause) => {
-            if has(&plan.require, "cgroups") {
+            if has(&head.require, "cgroups") {
                 rep.fail("require cgroups", cause.message, cause.fix);
                 return Err(7);
             }
@@ -223,21 +297,35 @@ pub fn launch(plan: &RunPlan, rep: Reporter) -> Result<Launched, i32> {
         }
     };
     rep.layer("cgroups", cg_status);
-    let (ctx, flags) = match userns::enter(&plan.uid_map, &plan.gid_map, plan.allow_setgroups) {
+    let (ctx, flags, body) = match userns::enter(&head.uid_map, &head.gid_map, head.allow_setgroups)
+    {
         Ok(()) => {
             rep.debug(|| "user namespace entered".to_string());
-            namespaced(plan, rep, placement.is_some())
+            let (ctx, flags) = namespaced(head, rep, placement.is_some());
+            (ctx, flags, body)
         }
         Err(cause) => {
-            if has(&plan.require, "namespaces") {
+            if has(&head.require, "namespaces") {
                 rep.fail("user namespace", cause.message, cause.fix);
                 return Err(7);
             }
-            (fallback_ctx(plan, rep, cause)?, 0)
+            let body = match body.materialize(&rep) {
+                Ok(b) => b,
+                Err(code) => {
+                    if let Some(p) = placement {
+                        p.remove();
+                    }
+                    return Err(code);
+                }
+            };
+            let Some(plan) = body.plan() else {
+                return Err(7);
+            };
+            (fallback_ctx(plan, rep, cause)?, 0, body)
         }
     };
     let private_tmp = ctx.private_tmp.clone();
-    match clone_init(plan, ctx, flags, placement.as_ref()) {
+    match clone_init(body, ctx, flags, placement.as_ref()) {
         Ok((init, life)) => Ok(Launched {
             init,
             status: std::cell::Cell::new(None),
@@ -257,8 +345,8 @@ pub fn launch(plan: &RunPlan, rep: Reporter) -> Result<Launched, i32> {
     }
 }
 
-fn namespaced(plan: &RunPlan, rep: Reporter, placed: bool) -> (Ctx, u64) {
-    let ns = |k: &str| has(&plan.namespaces, k);
+fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
+    let ns = |k: &str| has(&head.namespaces, k);
     let mut flags = 0u64;
     let mut names = vec!["user"];
     for (kind, flag) in [
@@ -395,9 +483,10 @@ fn private_tmp() -> io::Result<PathBuf> {
 }
 
 /// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
-/// write end of the pipe whose closing tells init that its supervisor is gone.
+/// write end of the pipe whose closing tells init that its supervisor is gone. init reads
+/// `body` if it is still on its descriptor.
 fn clone_init(
-    plan: &RunPlan,
+    body: Body,
     mut ctx: Ctx,
     flags: u64,
     placement: Option<&Placement>,
@@ -435,9 +524,27 @@ fn clone_init(
         Ok(Forked::Child) => {
             drop(life_w);
             ctx.life = Some(life_r);
-            crate::init::main(plan, ctx)
+            let plan = match body.read() {
+                Ok(Some(p)) => p,
+                // omac gave up on the run before sending it: nothing to build.
+                Ok(None) => sys::exit_now(1),
+                Err(e) => {
+                    ctx.rep.fail(
+                        "read the plan",
+                        e,
+                        "the omac binary changed during the run; retry",
+                    );
+                    sys::exit_now(7)
+                }
+            };
+            crate::init::main(&plan, ctx)
         }
         Ok(Forked::Parent(pid)) => {
+            if let Body::Pipe { fd, .. } = body {
+                // init reads the plan; the stage has no use for the descriptor.
+                // SAFETY: the plan descriptor is ours.
+                unsafe { libc::close(fd) };
+            }
             ctx.rep.debug(|| "init cloned".to_string());
             Ok((pid, life_w))
         }

@@ -408,6 +408,33 @@ pub fn read_to_end(fd: RawFd) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Reads `fd` up to the first newline or the end: the line (without the newline) and
+/// whatever was read past it.
+pub fn read_line(fd: RawFd) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(nl) = out.iter().position(|b| *b == b'\n') {
+            let rest = out.split_off(nl + 1);
+            out.pop();
+            return Ok((out, rest));
+        }
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok((out, Vec::new()));
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
 /// Writes `text` to the file at `path` (no creation), as the `/proc` interfaces expect.
 pub fn write_file(path: &str, text: &str) -> io::Result<()> {
     let p = cstr(path)?;

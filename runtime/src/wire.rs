@@ -36,10 +36,55 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
 pub enum Task {
-    /// Run a bundle.
-    Run(RunPlan),
+    /// Run a bundle: what creating its namespaces takes here; the [`RunPlan`] follows on
+    /// the same descriptor, after a newline, and init reads it.
+    Run(Head),
     /// Try the kernel features a sandbox needs and report (`omac doctor`).
     Probe,
+}
+
+/// The part of a [`RunPlan`] the stage needs to create the sandbox's namespaces and clone
+/// init into them. It can be sent ahead of the rest (see `prestart`): init then waits in
+/// its fresh namespaces for the plan that builds the view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// Namespace kinds to create.
+    pub namespaces: Vec<String>,
+    /// uid mappings of the user namespace.
+    pub uid_map: Vec<IdMapping>,
+    /// gid mappings of the user namespace.
+    pub gid_map: Vec<IdMapping>,
+    /// Whether `setgroups` stays allowed.
+    pub allow_setgroups: bool,
+    /// Enforcement layers the bundle requires.
+    pub require: Vec<String>,
+    /// cgroup limits.
+    pub resources: Option<Resources>,
+}
+
+impl Head {
+    /// The head of `plan`.
+    pub fn of(plan: &RunPlan) -> Head {
+        Head {
+            namespaces: plan.namespaces.clone(),
+            uid_map: plan.uid_map.clone(),
+            gid_map: plan.gid_map.clone(),
+            allow_setgroups: plan.allow_setgroups,
+            require: plan.require.clone(),
+            resources: plan.resources.clone(),
+        }
+    }
+}
+
+/// The stage's plan as written on its descriptor: the [`Plan`] on one line, then for a
+/// run the [`RunPlan`].
+pub fn encode(plan: &Plan, run: Option<&RunPlan>) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(plan)?;
+    bytes.push(b'\n');
+    if let Some(r) = run {
+        serde_json::to_writer(&mut bytes, r)?;
+    }
+    Ok(bytes)
 }
 
 /// A bundle, checked and resolved for this run.

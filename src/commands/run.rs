@@ -80,12 +80,23 @@ fn parse_sockets(sockets: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
 pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
     let started = Instant::now();
     let sockets = parse_sockets(&args.sockets)?;
-    let loaded = omac_bundle::load(&args.dir)?;
+    // A bundle with an omac.json runs as a session: its stage starts now (see `prestart`).
+    if args.dir.join("omac.json").is_file() {
+        prestart();
+    }
+    let loaded = match omac_bundle::load(&args.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            omac_runtime::dismiss_stage();
+            return Err(e.into());
+        }
+    };
     let flags = AuditFlags {
         path: args.audit_log.clone(),
         off: args.no_audit,
     };
-    session_run(
+    send_head(&loaded, verbose);
+    let code = session_run(
         loaded,
         sockets,
         args.args,
@@ -94,7 +105,31 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
         verbose,
         started,
         Some(&args.dir),
-    )
+    );
+    omac_runtime::dismiss_stage();
+    code
+}
+
+/// A session runs its sandbox from a multi-threaded process, which re-executes omac as the
+/// sandbox's stage: started now, that exec and start-up, then (see [`send_head`]) the user
+/// namespace and init's clone into the sandbox's namespaces, overlap with the loading of
+/// the bundle and the session's own preparation (the facade, the proxy, the audit log)
+/// instead of following them. (`OMAC_STAGE_EXEC` keeps the stage spawned at run time, for
+/// the tests of that path.)
+fn prestart() {
+    if std::env::var_os("OMAC_STAGE_EXEC").is_none() {
+        if let Err(e) = omac_runtime::prestart_stage() {
+            tracing::debug!("starting the sandbox stage ahead: {e}");
+        }
+    }
+}
+
+/// Lets the stage started ahead create the sandbox's namespaces for `loaded`.
+fn send_head(loaded: &omac_bundle::Loaded, verbose: bool) {
+    let t0 = crate::STARTED.get().copied();
+    if let Err(e) = omac_runtime::send_head(loaded, verbose, t0) {
+        tracing::debug!("starting the sandbox's namespaces ahead: {e}");
+    }
 }
 
 /// Runs a loaded bundle: as a session when it has an `omac.json`, plainly otherwise.
@@ -221,7 +256,15 @@ pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> a
         },
         false,
     )?;
-    let loaded = omac_bundle::load(&out)?;
+    prestart();
+    let loaded = match omac_bundle::load(&out) {
+        Ok(l) => l,
+        Err(e) => {
+            omac_runtime::dismiss_stage();
+            return Err(e.into());
+        }
+    };
+    send_head(&loaded, verbose);
     let code = session_run(
         loaded,
         Vec::new(),
@@ -232,6 +275,7 @@ pub fn sandbox(workdir: &std::path::Path, args: SandboxArgs, verbose: bool) -> a
         started,
         None,
     );
+    omac_runtime::dismiss_stage();
     drop(tmp);
     code
 }
