@@ -233,7 +233,10 @@ fn ctrl_c_on_the_terminal_behaves_as_without_omac() {
         &[
             "/bin/sh",
             "-c",
-            "echo ready; sleep 30; echo not-interrupted",
+            // The sleep starts before "ready", so a Ctrl-C right after it cannot land
+            // between the shell's echo and its fork (the shell would then wait out the
+            // sleep); the shell dies of SIGINT wherever it is, init ends the sleep.
+            "sleep 30 >/dev/null & echo ready; wait; echo not-interrupted",
         ],
     );
     let (seen, code) = on_terminal(&env, &b, |m| {

@@ -268,7 +268,18 @@ impl Sleeper {
         for (k, v) in env {
             c.env(k, v);
         }
-        Sleeper(c.spawn().unwrap())
+        let child = c.spawn().unwrap();
+        // spawn returns once exec has closed our pipe, which the kernel does before it
+        // sets up the new image's environment: wait until /proc shows it, so that the
+        // unconfined controls read a process that is fully there.
+        let environ = format!("/proc/{}/environ", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(&environ).map_or(true, |b| b.is_empty())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Sleeper(child)
     }
 
     /// Its pid, as text.
