@@ -5,6 +5,7 @@
 
 pub mod cidr;
 pub mod command;
+pub mod denied;
 pub mod devices;
 pub mod diff;
 pub mod domain;

@@ -17,6 +17,9 @@ pub struct FacadeConfig {
     pub access_log: Option<PathBuf>,
     /// Called for every request answered (the session's audit log), with or without a file.
     pub observer: Option<crate::RequestObserver>,
+    /// Answers `/sandbox/denied?path=P` (the session's bundle knows what is hidden); none
+    /// answers 404 `denied-endpoint-disabled`.
+    pub denied: Option<crate::DeniedChecker>,
     /// Longest time a client may take to send a request head; it also bounds how long an idle
     /// keep-alive connection stays open (slow clients are cut off after it).
     pub header_read_timeout: Duration,
@@ -62,6 +65,7 @@ impl FacadeConfig {
             allowed_uids: Vec::new(),
             access_log: None,
             observer: None,
+            denied: None,
             header_read_timeout: Duration::from_secs(20),
             max_header_bytes: 64 * 1024,
             max_headers: 100,

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Duration,
     pub(crate) log: Option<AccessLog>,
     pub(crate) token: Option<String>,
+    /// The session's `/sandbox/denied` checker.
+    pub(crate) denied: Option<crate::DeniedChecker>,
     pub(crate) version: String,
     /// Flips to true when the facade shuts down (spliced connections close then).
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -152,7 +154,9 @@ impl Exchange {
 
 /// The reasons the facade gives, as static strings for the log.
 fn reason_name(v: &[u8]) -> Option<&'static str> {
-    const ALL: [&str; 16] = [
+    const ALL: [&str; 18] = [
+        "missing-path",
+        "denied-endpoint-disabled",
         "unauthorized",
         "method-not-allowed",
         "bad-path",
@@ -225,6 +229,11 @@ pub(crate) async fn handle(
             return Ok(r);
         }
     };
+    if path == crate::denied::PATH {
+        let r = crate::denied::answer(shared.denied.as_ref(), req.method(), req.uri().query());
+        ex.log_now(&r, None, &path, 0);
+        return Ok(r);
+    }
     if path == "/" {
         let r = status_document(&shared, req.method());
         ex.log_now(&r, None, "/", 0);

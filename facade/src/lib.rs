@@ -28,6 +28,7 @@ mod body;
 mod chunked;
 mod config;
 mod deadline;
+mod denied;
 mod error;
 mod fast;
 mod forward;
@@ -55,6 +56,7 @@ mod upstream;
 pub use access_log::{RequestEvent, RequestObserver};
 pub use auth::generate_token;
 pub use config::{FacadeConfig, TcpConfig};
+pub use denied::DeniedChecker;
 pub use error::Error;
 pub use routes::{
     valid_mount, RouteConfig, RouteState, RouteTable, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,

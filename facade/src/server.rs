@@ -151,6 +151,7 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
             log: (log_file.is_some() || config.observer.is_some())
                 .then(|| AccessLog::with(log_file.clone(), config.observer.clone())),
             token: token.clone(),
+            denied: config.denied.clone(),
             version: config.version.clone(),
             shutdown: shutdown_rx.clone(),
             stop: Arc::default(),

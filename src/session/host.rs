@@ -302,6 +302,14 @@ async fn bring_up_and_run(
             );
         }));
     }
+    if plan.sandboxed {
+        // The agent asks the facade why a path is out of reach; the bundle knows.
+        let paths = omac_bundle::denied::DeniedPaths::of(&plan.loaded);
+        fc.denied = Some(omac_facade::DeniedChecker::new(move |p| {
+            let v = paths.check(p)?;
+            Some((v.denied, serde_json::to_value(&v).ok()?))
+        }));
+    }
     let user = |n: &str| plan.user_sockets.iter().any(|(x, _)| x == n);
     let mut sockets: Vec<(String, PathBuf)> = plan.user_sockets.clone();
     let mut tcp = None;

@@ -86,7 +86,7 @@ pub(crate) fn plan(
     };
     let path = std::str::from_utf8(path).ok()?;
     let normalized = normalize(path).ok()?;
-    if normalized == "/" {
+    if normalized == "/" || normalized == crate::denied::PATH {
         return None;
     }
     let (mount, rest) = split_mount(&normalized);
