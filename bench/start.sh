@@ -48,14 +48,19 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$wor
   -n run-echo "$OMAC run $work/b-echo" \
   -n start-echo "$OMAC --workdir $work/echo start --inner /bin/true" >/dev/null
 
-# The sidecar's own boot: spawned as omac spawns it (from its directory, SIDECAR_PORT set).
-python3 - "$work/echo/.agents/skills/echo-rest" "$RUNS" > "$work/boot.json" <<'EOF'
-import http.client, json, os, socket, statistics, subprocess, sys, time
+# The sidecar's own boot: spawned as omac spawns it (from its directory, SIDECAR_PORT set,
+# `python3` looked up on the PATH omac passes it). The PATH is this shell's: a python3 run
+# through a version manager's shim (pyenv) puts its own bin directory first in the PATH it
+# gives its script, which would time a direct start of the interpreter, not the sidecar
+# omac starts (with pyenv's shim, that is 50 to 100 ms more).
+SIDECAR_PATH=$PATH python3 - "$work/echo/.agents/skills/echo-rest" "$RUNS" > "$work/boot.json" <<'EOF'
+import http.client, json, os, shutil, socket, statistics, subprocess, sys, time
 skill, runs = sys.argv[1], int(sys.argv[2])
+path = os.environ["SIDECAR_PATH"]
 times = []
 for _ in range(runs):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    env = dict(os.environ, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest")
+    env = dict(os.environ, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest", PATH=path)
     t0 = time.perf_counter()
     p = subprocess.Popen(["python3", "scripts/sidecar.py"], cwd=skill, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,13 +74,14 @@ for _ in range(runs):
             time.sleep(0.0002)
     times.append((time.perf_counter() - t0) * 1000)
     p.terminate(); p.wait()
-print(json.dumps({"median": statistics.median(times)}))
+print(json.dumps({"median": statistics.median(times), "python3": shutil.which("python3", path=path)}))
 EOF
 
 python3 - "$work/result.json" "$work/boot.json" "$RUNS" <<'EOF'
 import json, sys
 med = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
-boot = json.load(open(sys.argv[2]))["median"]
+b = json.load(open(sys.argv[2]))
+boot = b["median"]
 runs = sys.argv[3]
 rows = [
     ("run-plain", "`omac run` of the bundle, no skills"),
@@ -89,7 +95,8 @@ for k, what in rows:
     print("| %s | %.2f | %+.2f ms |" % (what, med[k], med[k] - med["run-plain"]))
 print("| the echo sidecar alone: spawn to healthy | %.2f | |" % boot)
 print()
-print("(hyperfine -N, %s runs each, medians; default profile, filtered network)" % runs)
+print("(hyperfine -N, %s runs each, medians; default profile, filtered network; the sidecar's "
+      "python3 is %s)" % (runs, b["python3"]))
 added_plain = med["start-plain"] - med["run-plain"]
 added_echo = med["start-echo"] - med["run-plain"] - boot
 print("start adds over run, no skills: %.2f ms (goal < 10: %s)" %
