@@ -46,17 +46,24 @@ done
 
 # Interleaved rounds: each round runs every command once, then boots the sidecar alone, so
 # the machine's load (shared, noisy) weighs on all of them alike; hyperfine would run all
-# the runs of one command before the next. The sidecar alone is spawned as omac spawns it
-# (from its directory, SIDECAR_PORT set, `python3` looked up on the PATH omac passes it: this
-# shell's; a python3 started through a version manager's shim such as pyenv's puts its own
-# bin directory first in the PATH it gives its script, which would time a direct start of
-# the interpreter instead, 50 to 100 ms less) and polled every 0.2 ms. omac gets the same
-# PATH.
+# the runs of one command before the next. The sidecar alone is spawned as omac spawns it:
+# from its directory, with SIDECAR_PORT and SIDECAR_SKILL and only the host variables omac
+# passes a sidecar by default (PATH, HOME, USER, LANG, LC_ALL, LC_CTYPE, TMPDIR), taken
+# from this shell's environment, saved before Python starts: a python3 started through a
+# version manager's shim (pyenv) adds its own variables (PYENV_VERSION...) and puts its bin
+# directory first in PATH, and a sidecar spawned with those would skip the shim's work that
+# omac's sidecar does (50 to 100 ms with pyenv). omac runs with that environment too. The
+# sidecar is polled every 0.2 ms.
+env -0 > "$work/shell.env"
 cd "$work/echo"
-SIDECAR_PATH=$PATH python3 - "$OMAC" "$work" "$RUNS" "$WARMUP" <<'EOF'
+python3 - "$OMAC" "$work" "$RUNS" "$WARMUP" <<'EOF'
 import http.client, os, shutil, socket, statistics, subprocess, sys, time
 omac, work, runs, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-path = os.environ["SIDECAR_PATH"]
+shell = dict(kv.split("=", 1) for kv in
+             open(os.path.join(work, "shell.env")).read().split("\0") if "=" in kv)
+path = shell.get("PATH", "/usr/bin:/bin")
+base = {k: shell[k] for k in ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+        if k in shell}
 skill = os.path.join(work, "echo/.agents/skills/echo-rest")
 cmds = [
     ("run-plain", "`omac run` of the bundle, no skills", [omac, "run", work + "/b-plain"]),
@@ -70,7 +77,7 @@ cmds = [
 def timed(argv):
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, env=dict(os.environ, PATH=path))
+                       stderr=subprocess.DEVNULL, env=shell)
     ms = (time.perf_counter() - t0) * 1000
     if r.returncode != 0:
         sys.exit("start bench: %s exited with %d" % (" ".join(argv), r.returncode))
@@ -78,7 +85,7 @@ def timed(argv):
 
 def boot():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    env = dict(os.environ, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest", PATH=path)
+    env = dict(base, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest")
     t0 = time.perf_counter()
     p = subprocess.Popen(["python3", "scripts/sidecar.py"], cwd=skill, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
