@@ -189,7 +189,7 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         host: &host,
         extras: prepared.extras,
     };
-    crate::session::prepare::write_bundle(&session, &bundle_dir)?;
+    crate::session::prepare::write_session_bundle(&session, &bundle_dir)?;
     let loaded = omac_bundle::load(&bundle_dir).context("loading the session's bundle")?;
     if verbose {
         eprintln!(
