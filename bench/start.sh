@@ -9,6 +9,9 @@
 #   sidecar boot          the echo sidecar alone: spawn to its first healthy /status answer,
 #                         polled every 0.2 ms (the sidecar's own time, which omac waits for)
 #
+# The rounds are interleaved (every command once per round, the sidecar boot too), so that
+# the load of a shared machine falls on all of them alike.
+#
 # Every session runs the default profile (filtered network: the egress proxy comes up too)
 # in a scratch HOME, so the machine's dotfiles and registries play no part. Prints a table of
 # medians and the goals of issue 5: start adds < 10 ms over run without skills, and with a
@@ -20,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 OMAC=${OMAC:-$here/../target/release/omac}
 RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-5}
-for tool in hyperfine python3; do
+for tool in python3; do
   command -v "$tool" >/dev/null || { echo "start bench: $tool is missing (.ci/apt-packages)" >&2; exit 4; }
 done
 
@@ -41,21 +44,48 @@ for c in "run $work/b-plain" "--workdir $work/plain start --inner /bin/true" \
   (cd "$work/echo" && $OMAC $c </dev/null >/dev/null) || { echo "start bench: omac $c failed" >&2; exit 1; }
 done
 
+# Interleaved rounds: each round runs every command once, then boots the sidecar alone, so
+# the machine's load (shared, noisy) weighs on all of them alike; hyperfine would run all
+# the runs of one command before the next. The sidecar alone is spawned as omac spawns it:
+# from its directory, with SIDECAR_PORT and SIDECAR_SKILL and only the host variables omac
+# passes a sidecar by default (PATH, HOME, USER, LANG, LC_ALL, LC_CTYPE, TMPDIR), taken
+# from this shell's environment, saved before Python starts: a python3 started through a
+# version manager's shim (pyenv) adds its own variables (PYENV_VERSION...) and puts its bin
+# directory first in PATH, and a sidecar spawned with those would skip the shim's work that
+# omac's sidecar does (50 to 100 ms with pyenv). omac runs with that environment too. The
+# sidecar is polled every 0.2 ms.
+env -0 > "$work/shell.env"
 cd "$work/echo"
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$work/result.json" \
-  -n run-plain "$OMAC run $work/b-plain" \
-  -n start-plain "$OMAC --workdir $work/plain start --inner /bin/true" \
-  -n run-echo "$OMAC run $work/b-echo" \
-  -n start-echo "$OMAC --workdir $work/echo start --inner /bin/true" >/dev/null
+python3 - "$OMAC" "$work" "$RUNS" "$WARMUP" <<'EOF'
+import http.client, os, shutil, socket, statistics, subprocess, sys, time
+omac, work, runs, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+shell = dict(kv.split("=", 1) for kv in
+             open(os.path.join(work, "shell.env")).read().split("\0") if "=" in kv)
+path = shell.get("PATH", "/usr/bin:/bin")
+base = {k: shell[k] for k in ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+        if k in shell}
+skill = os.path.join(work, "echo/.agents/skills/echo-rest")
+cmds = [
+    ("run-plain", "`omac run` of the bundle, no skills", [omac, "run", work + "/b-plain"]),
+    ("start-plain", "`omac start --inner /bin/true`, no skills",
+     [omac, "--workdir", work + "/plain", "start", "--inner", "/bin/true"]),
+    ("run-echo", "`omac run` of the bundle with the echo skill", [omac, "run", work + "/b-echo"]),
+    ("start-echo", "`omac start --inner /bin/true` with the echo skill",
+     [omac, "--workdir", work + "/echo", "start", "--inner", "/bin/true"]),
+]
 
-# The sidecar's own boot: spawned as omac spawns it (from its directory, SIDECAR_PORT set).
-python3 - "$work/echo/.agents/skills/echo-rest" "$RUNS" > "$work/boot.json" <<'EOF'
-import http.client, json, os, socket, statistics, subprocess, sys, time
-skill, runs = sys.argv[1], int(sys.argv[2])
-times = []
-for _ in range(runs):
+def timed(argv):
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env=shell)
+    ms = (time.perf_counter() - t0) * 1000
+    if r.returncode != 0:
+        sys.exit("start bench: %s exited with %d" % (" ".join(argv), r.returncode))
+    return ms
+
+def boot():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    env = dict(os.environ, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest")
+    env = dict(base, SIDECAR_PORT=str(port), SIDECAR_SKILL="echo-rest")
     t0 = time.perf_counter()
     p = subprocess.Popen(["python3", "scripts/sidecar.py"], cwd=skill, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,32 +96,36 @@ for _ in range(runs):
             if 200 <= c.getresponse().status < 300:
                 break
         except OSError:
+            if p.poll() is not None:
+                sys.exit("start bench: the echo sidecar exited (%s) before it was healthy" % p.returncode)
             time.sleep(0.0002)
-    times.append((time.perf_counter() - t0) * 1000)
+    ms = (time.perf_counter() - t0) * 1000
     p.terminate(); p.wait()
-print(json.dumps({"median": statistics.median(times)}))
-EOF
+    return ms
 
-python3 - "$work/result.json" "$work/boot.json" "$RUNS" <<'EOF'
-import json, sys
-med = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
-boot = json.load(open(sys.argv[2]))["median"]
-runs = sys.argv[3]
-rows = [
-    ("run-plain", "`omac run` of the bundle, no skills"),
-    ("start-plain", "`omac start --inner /bin/true`, no skills"),
-    ("run-echo", "`omac run` of the bundle with the echo skill"),
-    ("start-echo", "`omac start --inner /bin/true` with the echo skill"),
-]
+times = {k: [] for k, _, _ in cmds}
+boots = []
+for i in range(warmup + runs):
+    for k, _, argv in cmds:
+        ms = timed(argv)
+        if i >= warmup:
+            times[k].append(ms)
+    ms = boot()
+    if i >= warmup:
+        boots.append(ms)
+
+med = {k: statistics.median(v) for k, v in times.items()}
+b = statistics.median(boots)
 print("| command | median ms | over `omac run`, no skills |")
 print("|---|---:|---:|")
-for k, what in rows:
+for k, what, _ in cmds:
     print("| %s | %.2f | %+.2f ms |" % (what, med[k], med[k] - med["run-plain"]))
-print("| the echo sidecar alone: spawn to healthy | %.2f | |" % boot)
+print("| the echo sidecar alone: spawn to healthy | %.2f | |" % b)
 print()
-print("(hyperfine -N, %s runs each, medians; default profile, filtered network)" % runs)
+print("(%d interleaved rounds after %d warm-up rounds, medians; default profile, filtered "
+      "network; the sidecar's python3 is %s)" % (runs, warmup, shutil.which("python3", path=path)))
 added_plain = med["start-plain"] - med["run-plain"]
-added_echo = med["start-echo"] - med["run-plain"] - boot
+added_echo = med["start-echo"] - med["run-plain"] - b
 print("start adds over run, no skills: %.2f ms (goal < 10: %s)" %
       (added_plain, "met" if added_plain < 10 else "NOT met"))
 print("start with the skill adds over run + the sidecar's own boot: %.2f ms (goal < 10: %s)" %

@@ -251,6 +251,31 @@ fn sigkill_of_omac_leaves_nothing_running_and_the_next_start_cleans_up() {
 }
 
 #[test]
+fn a_start_failing_after_its_sidecars_started_stops_them() {
+    // omac start starts the sidecars as soon as their values are known, before the rest of
+    // the session is prepared; a failure after that point (here the harness's state
+    // directory cannot be created: ~/.cache is a file) must stop them all the same.
+    let h = echo_host("early-secret");
+    std::fs::write(h.home.join(".cache"), "not a directory\n").unwrap();
+    let o = h.run(&["start", "--inner", "true"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        stderr(&o).contains(".cache/opencode"),
+        "the error names the directory: {}",
+        text(&o)
+    );
+    nothing_left(&h, "after the failed start");
+    let events = h.audit();
+    let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+    assert_eq!(
+        count("sidecar.start"),
+        count("sidecar.stop"),
+        "every sidecar started is recorded stopped: {events:?}"
+    );
+    assert_eq!(count("process.exec"), 0, "no agent ran: {events:?}");
+}
+
+#[test]
 fn a_bundle_runs_in_ci_with_the_secret_only_in_the_environment() {
     let h = Host::new();
     h.install_echo(|y| y);

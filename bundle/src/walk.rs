@@ -47,18 +47,32 @@ struct Queue {
     busy: usize,
 }
 
+/// Directories the calling thread reads by itself before it asks for helper threads: most
+/// granted trees are that small, and threads started and joined for them would only add
+/// their start-up and, on a loaded machine, the wait until each is scheduled.
+const SOLO_DIRS: usize = 64;
+
 /// Every entry under `roots` whose basename matches, sorted. Matched directories are not
 /// descended into; symbolic links are reported when they match but never followed.
 pub fn find(roots: &[PathBuf], matcher: &Matcher) -> Vec<PathBuf> {
     if matcher.is_empty() || roots.is_empty() {
         return Vec::new();
     }
-    let queue = Mutex::new(Queue {
-        dirs: roots.to_vec(),
-        busy: 0,
-    });
+    let mut dirs = roots.to_vec();
+    let mut out = Vec::new();
+    let mut visited = 0;
+    while visited < SOLO_DIRS {
+        let Some(dir) = dirs.pop() else {
+            out.sort();
+            return out;
+        };
+        visit(&dir, matcher, &mut out, &mut dirs);
+        visited += 1;
+    }
+    // A large tree: the rest is shared between threads.
+    let queue = Mutex::new(Queue { dirs, busy: 0 });
     let wake = Condvar::new();
-    let found = Mutex::new(Vec::new());
+    let found = Mutex::new(out);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -71,6 +85,22 @@ pub fn find(roots: &[PathBuf], matcher: &Matcher) -> Vec<PathBuf> {
     let mut out = found.into_inner().unwrap_or_default();
     out.sort();
     out
+}
+
+/// Reads one directory: matching entries go to `found`, other subdirectories to `dirs`.
+fn visit(dir: &std::path::Path, m: &Matcher, found: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            if m.matches(&name) {
+                found.push(entry.path());
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+    }
 }
 
 fn worker(queue: &Mutex<Queue>, wake: &Condvar, found: &Mutex<Vec<PathBuf>>, m: &Matcher) {
@@ -94,18 +124,7 @@ fn worker(queue: &Mutex<Queue>, wake: &Condvar, found: &Mutex<Vec<PathBuf>>, m: 
             wake.notify_all();
             break;
         };
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for entry in rd.flatten() {
-                let name = entry.file_name();
-                if m.matches(&name) {
-                    local_found.push(entry.path());
-                    continue;
-                }
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    local_dirs.push(entry.path());
-                }
-            }
-        }
+        visit(&dir, m, &mut local_found, &mut local_dirs);
         let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
         q.busy -= 1;
         let added = !local_dirs.is_empty();
@@ -152,5 +171,23 @@ mod tests {
                 "keys.d/.env".into()
             ]
         );
+    }
+
+    #[test]
+    fn a_tree_larger_than_the_solo_part_is_walked_whole_by_the_threads() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let mut want = Vec::new();
+        for i in 0..(SOLO_DIRS * 2) {
+            let d = r.join(format!("d{i}/sub"));
+            std::fs::create_dir_all(&d).unwrap();
+            if i % 7 == 0 {
+                std::fs::write(d.join(".env"), "x").unwrap();
+                want.push(d.join(".env"));
+            }
+        }
+        want.sort();
+        let m = Matcher::new(&[".env".into()]).unwrap();
+        assert_eq!(find(&[r.to_path_buf()], &m), want);
     }
 }

@@ -142,7 +142,21 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         );
     }
     let interactive = crate::secrets::prompt::interactive();
-    let vals = values::resolve(&env, &active, interactive, &|s| audit.redact(s))?;
+    let mut vals = values::resolve(&env, &active, interactive, &|s| audit.redact(s))?;
+    // The sidecars start now: their boot (tens of milliseconds for an interpreter) overlaps
+    // the bundle's generation and the facade's and the proxy's bring-up.
+    let logs_dir = session::logs_dir(&env.workdir);
+    let (_, recorded, _) = skills::records(&active, prepare::limits(&cfg));
+    let early = host::start_sidecars(host::SidecarSetup {
+        active: &active,
+        values: &mut vals,
+        recorded: &recorded,
+        workdir: &host.workdir,
+        harness: Some(harness.name),
+        base_env: base_env(&cfg),
+        logs_dir: &logs_dir,
+        audit: &audit,
+    })?;
     if args.no_sandbox {
         eprintln!(
             "omac: WARNING: --no-sandbox: {} runs on your machine WITHOUT a sandbox: it can read \
@@ -175,7 +189,7 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         host: &host,
         extras: prepared.extras,
     };
-    crate::session::prepare::write_bundle(&session, &bundle_dir)?;
+    crate::session::prepare::write_session_bundle(&session, &bundle_dir)?;
     let loaded = omac_bundle::load(&bundle_dir).context("loading the session's bundle")?;
     if verbose {
         eprintln!(
@@ -214,7 +228,7 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         sandboxed: !args.no_sandbox,
         keep_running: args.keep_running,
         verbose,
-        logs_dir: session::logs_dir(&env.workdir),
+        logs_dir,
         base_env: base_env(&cfg),
         user_config_dir: config_dir,
         dialogs: interactive,
@@ -223,7 +237,13 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
         withheld,
         user_sockets: Vec::new(),
     };
-    session::finish(host::run(plan), &audit, args.json, "start", started)
+    session::finish(
+        host::run_with(plan, early),
+        &audit,
+        args.json,
+        "start",
+        started,
+    )
 }
 
 /// The host variables every sidecar receives (config.yaml, or the Go omac's default).

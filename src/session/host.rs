@@ -175,18 +175,42 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Runs the session: brings everything up, runs the agent, tears everything down.
-pub fn run(mut plan: Plan) -> anyhow::Result<Report> {
+pub fn run(plan: Plan) -> anyhow::Result<Report> {
+    run_with(plan, None)
+}
+
+/// [`run`], taking over the sidecars `early` started while omac prepared the session.
+pub fn run_with(mut plan: Plan, early: Option<Early>) -> anyhow::Result<Report> {
     signals::session_started();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("omac-session")
-        .enable_all()
-        .build()
-        .context("starting the session's runtime")?;
-    let counters = Arc::new(Counters::default());
-    let mut up = Up::default();
+    let (rt, counters, mut up, pre) = match early {
+        Some(e) => {
+            let p = e.into_parts();
+            // From here on the supervisor's events may reach the audit log: session.start
+            // is in it.
+            if let Some(g) = p.gate {
+                let _ = g.send(());
+            }
+            let up = Up {
+                supervisor: Some(p.supervisor),
+                events: Some(p.events),
+                ..Up::default()
+            };
+            let pre = Pre {
+                table: p.table,
+                names: p.names,
+                started: p.started,
+            };
+            (p.rt, p.counters, up, Some(pre))
+        }
+        None => (
+            runtime()?,
+            Arc::new(Counters::default()),
+            Up::default(),
+            None,
+        ),
+    };
     let result = rt.block_on(async {
-        let r = bring_up_and_run(&mut plan, &mut up, &counters).await;
+        let r = bring_up_and_run(&mut plan, &mut up, &counters, pre).await;
         up.down().await;
         r
     });
@@ -208,18 +232,179 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The sidecar specs and routes of the active skills.
+/// The session's tokio runtime.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("omac-session")
+        .enable_all()
+        .build()
+        .context("starting the session's runtime")
+}
+
+/// What the sidecars of a session are made from, known before its bundle is written.
+pub struct SidecarSetup<'a> {
+    /// The skills in scope (those without a sidecar are skipped).
+    pub active: &'a [Active],
+    /// Their secrets and config, same order; taken.
+    pub values: &'a mut [Values],
+    /// The sidecar plan the bundle records for them (`omac.json` `sidecars`).
+    pub recorded: &'a [omac_bundle::ext::Sidecar],
+    /// The session's workdir.
+    pub workdir: &'a std::path::Path,
+    /// The harness, whose skills directory sidecars are told about.
+    pub harness: Option<&'a str>,
+    /// Host variables every sidecar receives.
+    pub base_env: Vec<String>,
+    /// Where sidecar logs go.
+    pub logs_dir: &'a std::path::Path,
+    /// The audit log (their events wait until [`run_with`] takes them over).
+    pub audit: &'a Audit,
+}
+
+/// Sidecars started ahead of the session (`omac start` starts them as soon as their values
+/// are known, so that their boot overlaps the bundle's generation and the facade's and the
+/// proxy's bring-up). [`run_with`] takes them over; dropped instead (the preparation
+/// failed), it stops them and waits until they are gone.
+pub struct Early {
+    parts: Option<EarlyParts>,
+}
+
+struct EarlyParts {
+    rt: tokio::runtime::Runtime,
+    supervisor: Arc<Supervisor>,
+    table: RouteTable,
+    counters: Arc<Counters>,
+    names: Vec<String>,
+    started: tokio::task::JoinHandle<Result<(), omac_facade::Error>>,
+    events: tokio::task::JoinHandle<()>,
+    gate: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The sidecars' part of the session when they were started early.
+struct Pre {
+    table: RouteTable,
+    names: Vec<String>,
+    started: tokio::task::JoinHandle<Result<(), omac_facade::Error>>,
+}
+
+impl Early {
+    fn into_parts(mut self) -> EarlyParts {
+        match self.parts.take() {
+            Some(p) => p,
+            None => unreachable!("Early is taken over once"),
+        }
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        let Some(mut p) = self.parts.take() else {
+            return;
+        };
+        if let Some(g) = p.gate.take() {
+            let _ = g.send(());
+        }
+        p.started.abort();
+        let sup = p.supervisor;
+        let events = p.events;
+        let started = p.started;
+        p.rt.block_on(async move {
+            // Once the aborted start has ended, every sidecar it started has its task in
+            // the supervisor, which the shutdown waits for.
+            let _ = started.await;
+            sup.shutdown().await;
+            drop(sup);
+            let _ = tokio::time::timeout(Duration::from_secs(2), events).await;
+        });
+    }
+}
+
+/// Starts the sidecars of `s` now (none: `Ok(None)`); they become healthy while omac goes
+/// on preparing the session, and [`run_with`] waits for them.
+pub fn start_sidecars(s: SidecarSetup<'_>) -> anyhow::Result<Option<Early>> {
+    let workdir = s.workdir.display().to_string();
+    let (specs, routes) = specs_and_routes(
+        s.active,
+        s.values,
+        s.recorded,
+        &workdir,
+        s.harness,
+        &s.base_env,
+    );
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let table = RouteTable::new(routes).context("building the facade's routes")?;
+    // A stop signal from now on goes to the session, which stops the sidecars.
+    signals::session_started();
+    let rt = runtime()?;
+    let counters = Arc::new(Counters::default());
+    let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
+    let (gate, gated) = tokio::sync::oneshot::channel();
+    let _guard = rt.enter();
+    let supervisor = Arc::new(Supervisor::new(
+        supervisor_config(s.logs_dir),
+        table.clone(),
+    ));
+    let events = spawn_event_log(&supervisor, s.audit, &counters, Some(gated));
+    let sup = supervisor.clone();
+    let started = rt.spawn(async move { sup.start(specs).await });
+    drop(_guard);
+    Ok(Some(Early {
+        parts: Some(EarlyParts {
+            rt,
+            supervisor,
+            table,
+            counters,
+            names,
+            started,
+            events,
+            gate: Some(gate),
+        }),
+    }))
+}
+
+fn supervisor_config(logs_dir: &std::path::Path) -> SupervisorConfig {
+    let mut c = SupervisorConfig::new(logs_dir);
+    if let Ok(exe) = std::env::current_exe() {
+        c.keeper = vec![exe.into(), omac_facade::keeper::SUBCOMMAND.into()];
+    }
+    c
+}
+
+/// The sidecar specs and routes of the active skills, from the bundle's record.
 fn sidecars(plan: &mut Plan) -> (Vec<SidecarSpec>, Vec<RouteConfig>) {
     let ext = plan.loaded.ext.as_ref();
-    let workdir = ext
-        .map(|e| PathBuf::from(&e.workdir.path))
-        .unwrap_or_default();
+    let workdir = ext.map(|e| e.workdir.path.clone()).unwrap_or_default();
+    let harness = ext.and_then(|e| e.harness.clone());
+    let recorded = ext.map(|e| e.sidecars.clone()).unwrap_or_default();
+    specs_and_routes(
+        &plan.active,
+        &mut plan.values,
+        &recorded,
+        &workdir,
+        harness.as_deref(),
+        &plan.base_env,
+    )
+}
+
+/// The sidecar specs and routes of `active` (values taken from `values`, same order).
+fn specs_and_routes(
+    active: &[Active],
+    values: &mut [Values],
+    recorded: &[omac_bundle::ext::Sidecar],
+    workdir: &str,
+    harness: Option<&str>,
+    base_env: &[String],
+) -> (Vec<SidecarSpec>, Vec<RouteConfig>) {
+    let workdir = PathBuf::from(workdir);
     let mut specs = Vec::new();
     let mut routes = Vec::new();
-    for (a, v) in plan.active.iter().zip(plan.values.iter_mut()) {
+    for (a, v) in active.iter().zip(values.iter_mut()) {
         let s = a.sidecar();
         let mount = a.mount();
-        let recorded = ext.and_then(|e| e.sidecars.iter().find(|x| x.skill == a.name));
+        let recorded = recorded.iter().find(|x| x.skill == a.name);
         let h = s.health();
         let mut spec = SidecarSpec::new(
             a.name.clone(),
@@ -228,10 +413,9 @@ fn sidecars(plan: &mut Plan) -> (Vec<SidecarSpec>, Vec<RouteConfig>) {
             s.command.clone(),
             workdir.clone(),
         );
-        spec.base_env_passthrough = plan.base_env.clone();
+        spec.base_env_passthrough = base_env.to_vec();
         spec.env_passthrough = s.env_passthrough.clone();
-        spec.harness_skills_dir = ext
-            .and_then(|e| e.harness.as_deref())
+        spec.harness_skills_dir = harness
             .and_then(omac_bundle::harness::find)
             .map(|h| format!(".{}/skills", h.skills_base));
         spec.config = std::mem::take(&mut v.config);
@@ -258,6 +442,7 @@ async fn bring_up_and_run(
     plan: &mut Plan,
     up: &mut Up,
     counters: &Arc<Counters>,
+    pre: Option<Pre>,
 ) -> anyhow::Result<Report> {
     let ext = plan.loaded.ext.clone();
     let network = ext.as_ref().map(|e| e.network.clone());
@@ -266,8 +451,25 @@ async fn bring_up_and_run(
         .map_or("blocked".to_string(), |n| n.mode.clone());
     let kernel = network.as_ref().is_none_or(|n| n.enforcement == "kernel");
     let bridged = plan.sandboxed && mode != "open" && kernel;
-    let (specs, routes) = sidecars(plan);
-    let table = RouteTable::new(routes).context("building the facade's routes")?;
+    // The sidecars: started early by the caller, or now, before the facade and the proxy
+    // come up, so that their boot overlaps that work.
+    let (table, sidecars_up) = match pre {
+        Some(p) => (p.table, Some((p.names, p.started))),
+        None => {
+            let (specs, routes) = sidecars(plan);
+            let table = RouteTable::new(routes).context("building the facade's routes")?;
+            let supervisor = Arc::new(Supervisor::new(
+                supervisor_config(&plan.logs_dir),
+                table.clone(),
+            ));
+            up.supervisor = Some(supervisor.clone());
+            up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters, None));
+            let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
+            let started = (!specs.is_empty())
+                .then(|| tokio::spawn(async move { supervisor.start(specs).await }));
+            (table, started.map(|t| (names, t)))
+        }
+    };
 
     // The facade.
     let facade_sock = plan.rundir.join("facade.sock");
@@ -380,19 +582,9 @@ async fn bring_up_and_run(
         }
     }
 
-    // The sidecars.
-    let mut sup_config = SupervisorConfig::new(&plan.logs_dir);
-    if let Ok(exe) = std::env::current_exe() {
-        sup_config.keeper = vec![exe.into(), omac_facade::keeper::SUBCOMMAND.into()];
-    }
-    let supervisor = Arc::new(Supervisor::new(sup_config, table.clone()));
-    up.supervisor = Some(supervisor.clone());
-    up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters));
-    if !specs.is_empty() {
-        let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
+    // Wait for the sidecars to be healthy.
+    if let (Some((names, mut started)), Some(supervisor)) = (sidecars_up, up.supervisor.clone()) {
         let show = progress::Progress::start(&supervisor, names.clone());
-        let started = supervisor.start(specs);
-        tokio::pin!(started);
         let outcome = loop {
             tokio::select! {
                 r = &mut started => break Some(r),
@@ -403,13 +595,18 @@ async fn bring_up_and_run(
                 },
             }
         };
-        show.finish(matches!(outcome, Some(Ok(()))));
+        show.finish(matches!(outcome, Some(Ok(Ok(())))));
         match outcome {
-            Some(r) => r.map_err(|e| {
+            Some(Ok(r)) => r.map_err(|e| {
                 anyhow::Error::new(e)
                     .context("starting the sidecars failed (the agent did not start)")
             })?,
+            Some(Err(e)) => {
+                return Err(anyhow::Error::new(e).context("the task starting the sidecars failed"))
+            }
             None => {
+                started.abort();
+                let _ = started.await;
                 eprintln!("omac: interrupted while the sidecars were starting; stopping");
                 return Ok(aborted(plan, libc::SIGINT));
             }
@@ -520,15 +717,21 @@ async fn health_logged(counters: &Counters, names: &[String]) {
 }
 
 /// Audit events (and the `--json` figures) from the supervisor's events.
+/// With a `gate`, nothing is written until it opens (or its sender is dropped); the events
+/// wait in the channel meanwhile.
 fn spawn_event_log(
     sup: &Supervisor,
     audit: &Audit,
     counters: &Arc<Counters>,
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> tokio::task::JoinHandle<()> {
     let mut rx = sup.events();
     let audit = audit.clone();
     let c = counters.clone();
     tokio::spawn(async move {
+        if let Some(g) = gate {
+            let _ = g.await;
+        }
         loop {
             let e = match rx.recv().await {
                 Ok(e) => e,

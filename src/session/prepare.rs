@@ -115,13 +115,26 @@ pub fn prepare(
 /// Generates the bundle of `session` into `dir` (config.json, omac.json, rootfs/), printing
 /// the generator's warnings.
 pub fn write_bundle(session: &omac_bundle::Session, dir: &Path) -> anyhow::Result<()> {
+    let rendered = generate(session)?;
+    omac_bundle::render::write(dir, &rendered)?;
+    Ok(())
+}
+
+/// [`write_bundle`] for the session's own bundle in its runtime directory, which is removed
+/// when the session ends: the files are not flushed to disk.
+pub fn write_session_bundle(session: &omac_bundle::Session, dir: &Path) -> anyhow::Result<()> {
+    let rendered = generate(session)?;
+    omac_bundle::render::write_scratch(dir, &rendered)?;
+    Ok(())
+}
+
+fn generate(session: &omac_bundle::Session) -> anyhow::Result<omac_bundle::Rendered> {
     let mut warnings = Vec::new();
     let bundle = omac_bundle::generate(session, &mut warnings)?;
     for w in &warnings {
         eprintln!("omac: warning: {w}");
     }
-    omac_bundle::render::write(dir, &omac_bundle::render(&bundle))?;
-    Ok(())
+    Ok(omac_bundle::render(&bundle))
 }
 
 /// Creates the harness's missing state directories (0700) and files on the host, so that
