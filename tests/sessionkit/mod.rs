@@ -130,6 +130,16 @@ impl Host {
         assert_eq!(o.status.code(), Some(0), "register: {}", text(&o));
     }
 
+    /// Removes the secret a test stored: the kernel keyring keeps keys for days, and an
+    /// unprivileged user may hold only 200 of them.
+    fn forget_secrets(&self) {
+        let _ = self
+            .omac()
+            .args(["secrets", "unset", "echo-rest", "ECHO_API_KEY"])
+            .stdin(std::process::Stdio::null())
+            .output();
+    }
+
     /// A workdir profile `name` (JSON text) in `.omac/profiles`.
     pub fn profile(&self, name: &str, json: &str) {
         let d = self.work.join(".omac/profiles");
@@ -366,4 +376,12 @@ pub fn http_server(body: &'static str) -> u16 {
         }
     });
     port
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.work.join(".agents/skills/echo-rest").exists() {
+            self.forget_secrets();
+        }
+    }
 }
