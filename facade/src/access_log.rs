@@ -158,19 +158,83 @@ fn write_ts(t: SystemTime, out: &mut Vec<u8>) {
     ]);
 }
 
-/// Opens (appends to) the access log, mode 0600; the workers share the file.
-pub(crate) fn open(path: &Path) -> Result<Arc<File>, Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io("creating the access log directory", dir, e))?;
+/// Size at which the access log is rotated (`facade.log` -> `facade.log.1` ...).
+pub(crate) const ROTATE_AT: u64 = 16 * 1024 * 1024;
+/// How many rotated files are kept.
+pub(crate) const KEEP: u32 = 3;
+
+/// The access log file the workers share: appended to under a lock (one write per flushed
+/// buffer, not per request) and rotated by size, so a long-lived workdir's log stays bounded.
+#[derive(Debug)]
+pub(crate) struct LogSink {
+    path: std::path::PathBuf,
+    state: Mutex<(File, u64)>,
+    max_bytes: u64,
+    keep: u32,
+}
+
+impl LogSink {
+    /// Appends `bytes`, then rotates when the file has reached the limit.
+    fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0.write_all(bytes)?;
+        st.1 += bytes.len() as u64;
+        if st.1 >= self.max_bytes {
+            self.rotate()?;
+            *st = (open_file(&self.path)?, 0);
+        }
+        Ok(())
     }
-    let file = OpenOptions::new()
+
+    /// `path.(keep-1)` -> `path.keep` ... `path` -> `path.1`; the oldest is dropped.
+    fn rotate(&self) -> std::io::Result<()> {
+        let numbered = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            std::path::PathBuf::from(p)
+        };
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+        if self.keep == 0 {
+            return gone(std::fs::remove_file(&self.path));
+        }
+        for n in (1..self.keep).rev() {
+            gone(std::fs::rename(numbered(n), numbered(n + 1)))?;
+        }
+        gone(std::fs::rename(&self.path, numbered(1)))
+    }
+}
+
+fn open_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io("opening the access log", path, e))?;
-    Ok(Arc::new(file))
+}
+
+/// Opens (appends to) the access log, mode 0600, rotated at [`ROTATE_AT`] keeping [`KEEP`]
+/// old files; the workers share it.
+pub(crate) fn open(path: &Path) -> Result<Arc<LogSink>, Error> {
+    open_rotating(path, ROTATE_AT, KEEP)
+}
+
+/// [`open`] with the rotation size and count given.
+pub(crate) fn open_rotating(path: &Path, max_bytes: u64, keep: u32) -> Result<Arc<LogSink>, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("creating the access log directory", dir, e))?;
+    }
+    let file = open_file(path).map_err(|e| Error::io("opening the access log", path, e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(Arc::new(LogSink {
+        path: path.to_path_buf(),
+        state: Mutex::new((file, size)),
+        max_bytes: max_bytes.max(1),
+        keep,
+    }))
 }
 
 /// One request as the facade's observer sees it (the audit log's `facade.request`): the
@@ -224,7 +288,7 @@ pub(crate) struct AccessLog {
 
 #[derive(Debug)]
 struct WorkerLog {
-    file: Option<Arc<File>>,
+    file: Option<Arc<LogSink>>,
     observer: Option<RequestObserver>,
     buf: Mutex<Vec<u8>>,
 }
@@ -232,12 +296,12 @@ struct WorkerLog {
 impl AccessLog {
     /// A worker's log on the shared file.
     #[cfg(test)]
-    pub(crate) fn new(file: Arc<File>) -> AccessLog {
+    pub(crate) fn new(file: Arc<LogSink>) -> AccessLog {
         AccessLog::with(Some(file), None)
     }
 
     /// A worker's log on the shared file (if any), reporting to `observer` (if any).
-    pub(crate) fn with(file: Option<Arc<File>>, observer: Option<RequestObserver>) -> AccessLog {
+    pub(crate) fn with(file: Option<Arc<LogSink>>, observer: Option<RequestObserver>) -> AccessLog {
         AccessLog {
             inner: Arc::new(WorkerLog {
                 file,
@@ -306,8 +370,8 @@ impl AccessLog {
     }
 
     fn write_out(&self, buf: &mut Vec<u8>) {
-        if let Some(file) = &self.inner.file {
-            if let Err(e) = (&**file).write_all(buf) {
+        if let Some(sink) = &self.inner.file {
+            if let Err(e) = sink.append(buf) {
                 tracing::warn!("writing the access log: {e}");
             }
         }
@@ -409,5 +473,46 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_a_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("facade.log");
+        std::fs::write(&p, "x".repeat(900)).unwrap();
+        // 1000 bytes at most, two old files kept; the existing 900 bytes count.
+        let log = AccessLog::new(open_rotating(&p, 1000, 2).unwrap());
+        let line = |n: u16| Record {
+            status: n,
+            ..Record::default()
+        };
+        log.write(&line(201));
+        log.flush();
+        // The first flush crossed the limit: the file was rotated after it.
+        let one = std::fs::read_to_string(dir.path().join("facade.log.1")).unwrap();
+        assert!(one.starts_with("xxx") && one.contains("201"), "{one}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        for round in 0..3u16 {
+            for _ in 0..12 {
+                log.write(&line(300 + round));
+            }
+            log.flush();
+        }
+        let names: Vec<String> = {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names, ["facade.log", "facade.log.1", "facade.log.2"]);
+        // The newest rotated file holds the last full round; nothing older than two.
+        let one = std::fs::read_to_string(dir.path().join("facade.log.1")).unwrap();
+        assert!(one.contains("302"), "{one}");
+        for f in ["facade.log.1", "facade.log.2"] {
+            let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
+            assert!(!t.contains("201"), "{f} still holds the oldest lines");
+        }
     }
 }
