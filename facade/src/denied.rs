@@ -82,24 +82,10 @@ fn url_decoded_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A query component: `+` is a space, `%XX` a byte; None for a bad escape or non-UTF-8.
 fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b'%' => return None,
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    String::from_utf8(crate::paths::percent_decode(spaced.as_bytes())?).ok()
 }
 
 #[cfg(test)]

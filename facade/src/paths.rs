@@ -71,18 +71,14 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-fn check_segment(seg: &str) -> Result<(), PathError> {
-    let b = seg.as_bytes();
+/// `b` with every `%XX` decoded; None when a `%` is not followed by two hex digits.
+pub(crate) fn percent_decode(b: &[u8]) -> Option<Vec<u8>> {
     let mut decoded = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PathError::BadEscape);
-            };
+            let h = b.get(i + 1).copied().and_then(hex)?;
+            let l = b.get(i + 2).copied().and_then(hex)?;
             decoded.push(h * 16 + l);
             i += 3;
         } else {
@@ -90,6 +86,11 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
             i += 1;
         }
     }
+    Some(decoded)
+}
+
+fn check_segment(seg: &str) -> Result<(), PathError> {
+    let decoded = percent_decode(seg.as_bytes()).ok_or(PathError::BadEscape)?;
     if decoded.iter().any(|&c| c < 0x20 || c == 0x7f) {
         return Err(PathError::ControlChar);
     }
