@@ -158,12 +158,9 @@ fn signals_reach_the_agent_through_the_re_executed_stage() {
     signal_reaches_the_agent(true);
 }
 
-/// Runs `omac run bundle` on a new pseudo-terminal; `drive` writes to and reads from it.
-fn on_terminal(
-    env: &Env,
-    bundle: &std::path::Path,
-    drive: impl FnOnce(&mut std::fs::File) -> String,
-) -> (String, Option<i32>) {
+/// A new pseudo-terminal: its master as a file, its slave as a descriptor.
+fn openpty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills two descriptors.
     assert_eq!(
@@ -178,15 +175,23 @@ fn on_terminal(
         },
         0
     );
-    use std::os::fd::FromRawFd;
-    use std::os::unix::process::CommandExt;
-    // SAFETY: descriptors just created.
-    let (mut m, s) = unsafe {
+    // SAFETY: descriptors just created, owned by nothing else.
+    unsafe {
         (
             std::fs::File::from_raw_fd(master),
             std::os::fd::OwnedFd::from_raw_fd(slave),
         )
-    };
+    }
+}
+
+/// Runs `omac run bundle` on a new pseudo-terminal; `drive` writes to and reads from it.
+fn on_terminal(
+    env: &Env,
+    bundle: &std::path::Path,
+    drive: impl FnOnce(&mut std::fs::File) -> String,
+) -> (String, Option<i32>) {
+    use std::os::unix::process::CommandExt;
+    let (mut m, s) = openpty();
     let mut c = env.omac();
     c.arg("run")
         .arg(bundle)
@@ -639,29 +644,8 @@ fn ctrl_z_and_fg_in_an_interactive_shell() {
             "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done; echo finished",
         ],
     );
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors.
-    assert_eq!(
-        unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        },
-        0
-    );
-    use std::os::fd::FromRawFd;
     use std::os::unix::process::CommandExt;
-    // SAFETY: descriptors just created.
-    let (mut m, s) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    };
+    let (mut m, s) = openpty();
     let mut c = Command::new("bash");
     c.args(["--norc", "--noprofile", "-i"])
         .env_clear()

@@ -79,14 +79,7 @@ pub fn listen(name: &str, addr: &str, target: &Path) -> io::Result<Listener> {
     };
     let fd = socket(libc::AF_INET, libc::SOCK_STREAM)?;
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sa = sockaddr_v4(*v4.ip(), v4.port());
     // SAFETY: a valid sockaddr_in.
     sys::cvt(unsafe {
         libc::bind(
@@ -212,14 +205,7 @@ fn connect_loopback(port: u16) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: just created.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sa = sockaddr_v4(std::net::Ipv4Addr::LOCALHOST, port);
     // SAFETY: a valid sockaddr_in.
     sys::cvt(unsafe {
         libc::connect(
@@ -446,5 +432,17 @@ impl Relay {
             // Dropping the descriptors also removes them from the epoll set.
             self.conns.remove(&id);
         }
+    }
+}
+
+/// The kernel's form of an IPv4 socket address.
+fn sockaddr_v4(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
     }
 }
