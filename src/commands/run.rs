@@ -211,7 +211,7 @@ fn session_run(
     );
     let withheld = crate::commands::start::withheld(&active);
     let plan = host::Plan {
-        loaded,
+        loaded: std::sync::Arc::new(loaded),
         active,
         values: vals,
         rundir: rd,

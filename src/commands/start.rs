@@ -219,7 +219,7 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
     );
     let withheld = withheld(&active);
     let plan = host::Plan {
-        loaded,
+        loaded: std::sync::Arc::new(loaded),
         active,
         values: vals,
         rundir: rd,

@@ -39,7 +39,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Everything the host side needs for one session.
 pub struct Plan {
     /// The bundle.
-    pub loaded: Loaded,
+    pub loaded: Arc<Loaded>,
     /// The skills whose sidecars run, and their values (same order).
     pub active: Vec<Active>,
     /// Secrets and config of each active skill.
@@ -444,8 +444,9 @@ async fn bring_up_and_run(
     counters: &Arc<Counters>,
     pre: Option<Pre>,
 ) -> anyhow::Result<Report> {
-    let ext = plan.loaded.ext.clone();
-    let network = ext.as_ref().map(|e| e.network.clone());
+    let loaded = plan.loaded.clone();
+    let ext = loaded.ext.as_ref();
+    let network = ext.map(|e| e.network.clone());
     let mode = network
         .as_ref()
         .map_or("blocked".to_string(), |n| n.mode.clone());
@@ -505,10 +506,14 @@ async fn bring_up_and_run(
         }));
     }
     if plan.sandboxed {
-        // The agent asks the facade why a path is out of reach; the bundle knows.
-        let paths = omac_bundle::denied::DeniedPaths::of(&plan.loaded);
+        // The agent asks the facade why a path is out of reach; the bundle knows. The
+        // classifier is built at the first question, not at every start.
+        let bundle = Arc::clone(&plan.loaded);
+        let paths = std::sync::OnceLock::new();
         fc.denied = Some(omac_facade::DeniedChecker::new(move |p| {
-            let v = paths.check(p)?;
+            let v = paths
+                .get_or_init(|| omac_bundle::denied::DeniedPaths::of(&bundle))
+                .check(p)?;
             Some((v.denied, serde_json::to_value(&v).ok()?))
         }));
     }
@@ -525,7 +530,7 @@ async fn bring_up_and_run(
     }
 
     // The egress proxy.
-    if let (Some(e), true) = (&ext, bridged && mode == "filtered" && !user("egress.sock")) {
+    if let (Some(e), true) = (ext, bridged && mode == "filtered" && !user("egress.sock")) {
         let env: HashMap<String, String> = std::env::vars().collect();
         let audit = plan.audit.clone();
         let c = counters.clone();
