@@ -62,7 +62,7 @@ pub use routes::{
     valid_mount, RouteConfig, RouteState, RouteTable, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
 };
 pub use secret::Secret;
-pub use server::{start, FacadeHandle};
+pub use server::{bind, start, Bound, FacadeHandle};
 pub use supervisor::{
     HealthSpec, RestartPolicy, SidecarEvent, SidecarSpec, SidecarStatus, Supervisor,
     SupervisorConfig, DEFAULT_BASE_ENV_PASSTHROUGH,

@@ -76,6 +76,36 @@ impl Drop for FacadeHandle {
 /// Starts the facade on the configured listeners, serving `routes`. The facade runs on its
 /// own threads (`config.workers`), whatever runtime calls this.
 pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHandle, Error> {
+    bind(config, routes)?.serve()
+}
+
+/// A facade whose listeners are bound and whose access log is open, not yet served:
+/// clients that connect now wait in the listen queue until [`Bound::serve`].
+pub struct Bound {
+    config: FacadeConfig,
+    routes: RouteTable,
+    unix: std::os::unix::net::UnixListener,
+    tcp: Option<std::net::TcpListener>,
+    tcp_addr: Option<std::net::SocketAddr>,
+    token: Option<String>,
+    log_file: Option<Arc<access_log::LogSink>>,
+}
+
+impl Bound {
+    /// The loopback address of the TCP listener, if the facade has one.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The token TCP clients must present, if the facade listens on TCP.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// Does all of [`start`] that can fail on bad configuration or a busy path: binds the
+/// listeners and opens the access log. No thread is started.
+pub fn bind(config: FacadeConfig, routes: RouteTable) -> Result<Bound, Error> {
     let unix = listen::bind_unix(&config.socket)?;
     let (tcp, token) = match &config.tcp {
         Some(t) => {
@@ -106,98 +136,122 @@ pub async fn start(config: FacadeConfig, routes: RouteTable) -> Result<FacadeHan
         Some(p) => Some(access_log::open(p)?),
         None => None,
     };
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(config.max_header_bytes.max(8192))
-        .max_headers(config.max_headers)
-        .keep_alive(true);
-    let allowed: Arc<[u32]> = if config.allowed_uids.is_empty() {
-        // SAFETY: geteuid cannot fail.
-        Arc::from(vec![unsafe { libc::geteuid() }])
-    } else {
-        Arc::from(config.allowed_uids.clone())
-    };
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let io_err = |what: &'static str| {
-        let socket = config.socket.clone();
-        move |e| Error::io(what, socket.clone(), e)
-    };
-    unix.set_nonblocking(true)
-        .map_err(io_err("preparing the facade socket"))?;
-    if let Some(t) = &tcp {
-        t.set_nonblocking(true)
-            .map_err(io_err("preparing the facade's TCP port"))?;
-    }
-    let mut workers = Vec::new();
-    for i in 0..config.workers.max(1) {
-        let unix = unix
-            .try_clone()
-            .map_err(io_err("sharing the facade socket"))?;
-        let tcp = match &tcp {
-            Some(t) => Some(
-                t.try_clone()
-                    .map_err(io_err("sharing the facade's TCP port"))?,
-            ),
-            None => None,
-        };
-        let shared = Arc::new(Shared {
-            routes: routes.clone(),
-            pool: Pool::new(),
-            raw: Pool::new(),
-            connect_timeout: config.connect_timeout,
-            log: (log_file.is_some() || config.observer.is_some())
-                .then(|| AccessLog::with(log_file.clone(), config.observer.clone())),
-            token: token.clone(),
-            denied: config.denied.clone(),
-            version: config.version.clone(),
-            shutdown: shutdown_rx.clone(),
-            stop: Arc::default(),
-            fast: config.fast_path,
-            header_timeout: config.header_read_timeout,
-            max_head: config.max_header_bytes.max(8192),
-            max_fields: config.max_headers,
-        });
-        let ctx = Arc::new(LoopCtx {
-            shared,
-            builder: builder.clone(),
-            allowed: allowed.clone(),
-            permits: permits.clone(),
-            grace: config.shutdown_grace,
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_err("starting a facade worker"))?;
-        let rx = shutdown_rx.clone();
-        let log = ctx.shared.log.clone();
-        let (done_tx, done_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("omac-facade-{i}"))
-            .spawn(move || {
-                rt.block_on(worker(unix, tcp, ctx, rx));
-                // Dropping the runtime ends what is left (spliced connections, whose log
-                // lines are written then), and the last lines go out.
-                drop(rt);
-                if let Some(log) = log {
-                    log.flush();
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(io_err("starting a facade worker thread"))?;
-        workers.push(done_rx);
-    }
-    tracing::info!(socket = %config.socket.display(), tcp = ?tcp_addr, "facade listening");
-    Ok(FacadeHandle {
-        socket: config.socket,
+    Ok(Bound {
+        config,
+        routes,
+        unix,
+        tcp,
         tcp_addr,
         token,
-        routes,
-        shutdown: shutdown_tx,
-        workers,
+        log_file,
     })
+}
+
+impl Bound {
+    /// Starts the worker threads that serve the bound listeners.
+    pub fn serve(self) -> Result<FacadeHandle, Error> {
+        let Bound {
+            config,
+            routes,
+            unix,
+            tcp,
+            tcp_addr,
+            token,
+            log_file,
+        } = self;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            .max_headers(config.max_headers)
+            .keep_alive(true);
+        let allowed: Arc<[u32]> = if config.allowed_uids.is_empty() {
+            // SAFETY: geteuid cannot fail.
+            Arc::from(vec![unsafe { libc::geteuid() }])
+        } else {
+            Arc::from(config.allowed_uids.clone())
+        };
+        let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let io_err = |what: &'static str| {
+            let socket = config.socket.clone();
+            move |e| Error::io(what, socket.clone(), e)
+        };
+        unix.set_nonblocking(true)
+            .map_err(io_err("preparing the facade socket"))?;
+        if let Some(t) = &tcp {
+            t.set_nonblocking(true)
+                .map_err(io_err("preparing the facade's TCP port"))?;
+        }
+        let mut workers = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let unix = unix
+                .try_clone()
+                .map_err(io_err("sharing the facade socket"))?;
+            let tcp = match &tcp {
+                Some(t) => Some(
+                    t.try_clone()
+                        .map_err(io_err("sharing the facade's TCP port"))?,
+                ),
+                None => None,
+            };
+            let shared = Arc::new(Shared {
+                routes: routes.clone(),
+                pool: Pool::new(),
+                raw: Pool::new(),
+                connect_timeout: config.connect_timeout,
+                log: (log_file.is_some() || config.observer.is_some())
+                    .then(|| AccessLog::with(log_file.clone(), config.observer.clone())),
+                token: token.clone(),
+                denied: config.denied.clone(),
+                version: config.version.clone(),
+                shutdown: shutdown_rx.clone(),
+                stop: Arc::default(),
+                fast: config.fast_path,
+                header_timeout: config.header_read_timeout,
+                max_head: config.max_header_bytes.max(8192),
+                max_fields: config.max_headers,
+            });
+            let ctx = Arc::new(LoopCtx {
+                shared,
+                builder: builder.clone(),
+                allowed: allowed.clone(),
+                permits: permits.clone(),
+                grace: config.shutdown_grace,
+            });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io_err("starting a facade worker"))?;
+            let rx = shutdown_rx.clone();
+            let log = ctx.shared.log.clone();
+            let (done_tx, done_rx) = oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("omac-facade-{i}"))
+                .spawn(move || {
+                    rt.block_on(worker(unix, tcp, ctx, rx));
+                    // Dropping the runtime ends what is left (spliced connections, whose log
+                    // lines are written then), and the last lines go out.
+                    drop(rt);
+                    if let Some(log) = log {
+                        log.flush();
+                    }
+                    let _ = done_tx.send(());
+                })
+                .map_err(io_err("starting a facade worker thread"))?;
+            workers.push(done_rx);
+        }
+        tracing::info!(socket = %config.socket.display(), tcp = ?tcp_addr, "facade listening");
+        Ok(FacadeHandle {
+            socket: config.socket,
+            tcp_addr,
+            token,
+            routes,
+            shutdown: shutdown_tx,
+            workers,
+        })
+    }
 }
 
 /// One worker thread: accept loops on its clones of the listeners.
