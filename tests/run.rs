@@ -765,3 +765,103 @@ fn a_bundle_that_fails_to_load_after_the_stage_started() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(stderr(&o).contains("digest"), "{}", text(&o));
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+/// init mounts the bundle's view as soon as the stage started ahead has the plan's head,
+/// creating a missing mount point in the work directory (`.omac`, masked read-only). A
+/// run called off after that (here: a run-time socket that does not exist) removes that
+/// mount point, mounts nothing on the host, and leaves no process behind.
+#[test]
+fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
+    let env = Env::new();
+    let mark = env.work.join(".omac");
+    // Control: during a run the mount point exists on the host (the test would see one
+    // left behind), and it is removed after the run.
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", "sleep 30"]);
+    let mut child = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !mark.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(mark.is_dir(), "the run made no mount point on the host");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert!(!mark.exists(), "the mount point outlived the run");
+
+    let root = env.root.display().to_string();
+    let mounts_before = our_mounts(&root);
+    for _ in 0..5 {
+        let o = env
+            .omac()
+            .arg("run")
+            .arg("--socket")
+            .arg(format!(
+                "facade.sock={}",
+                env.outside.join("missing.sock").display()
+            ))
+            .arg(&b)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(stderr(&o).contains("missing.sock"), "{}", text(&o));
+        assert!(
+            !mark.exists(),
+            "a mount point was left in the work directory"
+        );
+        assert_eq!(our_mounts(&root), mounts_before);
+        let left = processes_mentioning(&b.display().to_string());
+        assert!(left.is_empty(), "processes outlived the run: {left:?}");
+    }
+}
+
+/// Masks and read-only paths are applied after every mount, the run's own ones (its
+/// sockets under /run/omac) included: a bundle that masks a run-time socket hides it.
+#[test]
+fn a_mask_over_a_run_time_socket_hides_it() {
+    let env = Env::new();
+    let sock = env.outside.join("facade.sock");
+    let _l = UnixListener::bind(&sock).unwrap();
+    let probe = "if [ -S /run/omac/facade.sock ]; then echo visible; else echo hidden; fi";
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", probe]);
+    let run_with_socket = |b: &std::path::Path| {
+        env.omac()
+            .arg("run")
+            .arg("--socket")
+            .arg(format!("facade.sock={}", sock.display()))
+            .arg(b)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Control: unmasked, the agent sees the socket.
+    let o = run_with_socket(&b);
+    assert_eq!(stdout(&o), "visible\n", "{}", text(&o));
+    edit_config(&b, |c| {
+        c["linux"]["maskedPaths"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("/run/omac/facade.sock"))
+    });
+    let o = run_with_socket(&b);
+    assert_eq!(stdout(&o), "hidden\n", "{}", text(&o));
+}

@@ -22,37 +22,55 @@ fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String
     sys::exit_now(1)
 }
 
-/// Runs init: never returns.
-pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
-    if ctx.pidns {
-        // Its death takes the whole pid namespace with it.
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+/// What init does in its new namespaces before it has its plan (the fallback has none):
+/// enters the cgroup namespace when it does so itself, brings the loopback device of a new
+/// network namespace up.
+pub fn prepare_namespaces(ctx: &Ctx) {
+    enter_cgroup_namespace(ctx);
+    if ctx.private_tmp.is_none() && ctx.netns {
+        if let Err(e) = netdev::loopback_up() {
+            fail(ctx, "loopback up", sys::errno_text(&e), "run `omac doctor`");
+        }
     }
-    // Without a pid namespace init must outlive its supervisor long enough to kill the
-    // agent's descendants: the life pipe tells it (see `supervise`).
+}
+
+/// Enters a new cgroup namespace when init does so itself (it sits in its own cgroup by
+/// now), before any mount: that cgroup becomes the namespace's root.
+fn enter_cgroup_namespace(ctx: &Ctx) {
+    if !ctx.cgroupns_late {
+        return;
+    }
+    // SAFETY: unshare with a namespace flag.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
+        let e = io::Error::last_os_error();
+        fail(
+            ctx,
+            "cgroup namespace",
+            sys::errno_text(&e),
+            "run `omac doctor`",
+        );
+    }
+}
+
+/// Runs init with the view `begun` (None in the fallback, which has none): never returns.
+pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
+    // With a pid namespace init dies with the stage (its death takes the namespace along).
+    // Without one, init must outlive its supervisor long enough to kill the agent's
+    // descendants: the life pipe tells it (see `supervise`).
+    if !ctx.pidns {
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+    }
     // Nothing of the process that cloned init reaches the sandbox: no descriptor but 0, 1, 2,
     // the report pipe and the life pipe; no environment; default signal actions (the
     // supervised signals stay blocked for the signalfd).
     let mut keep = vec![ctx.rep.fd()];
     keep.extend(ctx.life.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(begun.iter().flat_map(|b| b.fds()));
     sys::close_all_except(&keep);
     // SAFETY: init is single-threaded.
     unsafe { libc::clearenv() };
     sys::reset_dispositions();
-    ctx.rep.debug(|| "init started".to_string());
-    if ctx.cgroupns_late {
-        // Now that init sits in its own cgroup, that cgroup becomes the namespace's root.
-        // SAFETY: unshare with a namespace flag.
-        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } < 0 {
-            let e = io::Error::last_os_error();
-            fail(
-                &ctx,
-                "cgroup namespace",
-                sys::errno_text(&e),
-                "run `omac doctor`",
-            );
-        }
-    }
+    ctx.rep.debug(|| "init has its plan".to_string());
     let fallback = ctx.private_tmp.is_some();
     // Published ports: listen at host paths now, while the host's view is still there.
     let mut reverse = Vec::new();
@@ -69,19 +87,9 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
             }
         }
     }
-    if !fallback {
-        if ctx.netns {
-            if let Err(e) = netdev::loopback_up() {
-                fail(
-                    &ctx,
-                    "loopback up",
-                    sys::errno_text(&e),
-                    "run `omac doctor`",
-                );
-            }
-        }
+    if let Some(begun) = begun {
         set_names(plan, &ctx);
-        if let Err(e) = mounts::build(plan, &ctx.rep) {
+        if let Err(e) = mounts::finish(begun, plan, &ctx.rep) {
             fail(&ctx, &e.step, e.message, e.fix);
         }
         ctx.rep
@@ -116,6 +124,7 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx) -> ! {
         }
         pid => {
             ctx.rep.debug(|| "agent forked".to_string());
+
             pid
         }
     };
@@ -283,6 +292,7 @@ fn supervise(agent: libc::pid_t, ctx: &Ctx, listeners: &[Listener], sigfd: &Owne
                     if sig == libc::SIGCHLD {
                         if let Some(status) = reap(agent) {
                             ctx.rep.debug(|| "agent exited".to_string());
+
                             let (code, signal) = code_of(status);
                             ctx.rep.send(&Msg::Exit { code, signal });
                             kill_all(agent, ctx);

@@ -8,10 +8,13 @@
 //! (`omac __sandbox-stage`, see [`stage_main`]) that reads its plan from an inherited pipe,
 //! so a multi-threaded process is never forked without exec. A caller that is verifiably
 //! single-threaded (`omac run` of a plain OCI bundle) is its own stage: it enters the user
-//! namespace and clones init itself, which saves an exec of the omac binary per run. A
-//! caller that knows early that it will run a bundle can start the stage ahead
-//! ([`prestart_stage`], then [`send_head`]): the exec, the user namespace and init's clone
-//! into the new namespaces then overlap with its own preparation.
+//! namespace and clones init itself. A caller that knows early that it will run a bundle
+//! starts the stage ahead while it is still single-threaded ([`prestart_stage`], a fork,
+//! then [`send_head`]): the user namespace, init's clone and the bundle's part of the view
+//! then overlap with its own preparation. [`start`] hands a stage the rest of the plan
+//! and returns (the caller starts its servers while the sandbox is built);
+//! [`RunOptions::on_exit`] reports the agent's status while the kernel still takes the
+//! sandbox down.
 
 #![warn(missing_docs)]
 
@@ -94,6 +97,20 @@ pub struct RunOptions {
     pub control: Option<Control>,
     /// When the run started (`CLOCK_MONOTONIC` ns), for the timings of `verbose`.
     pub t0: Option<u64>,
+    /// Called with the outcome as soon as the agent's status is known, while the sandbox
+    /// is still being taken down ([`run`] returns once it is gone): a caller with its own
+    /// teardown does it meanwhile.
+    pub on_exit: Option<OnExit>,
+}
+
+/// A callback for [`RunOptions::on_exit`].
+#[derive(Clone)]
+pub struct OnExit(pub Arc<dyn Fn(&Outcome) + Send + Sync>);
+
+impl std::fmt::Debug for OnExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnExit")
+    }
 }
 
 impl RunOptions {
@@ -144,20 +161,63 @@ pub fn block_forwarded_signals() -> std::io::Result<()> {
 /// Blocking. The stage dies with the thread that calls this (`PR_SET_PDEATHSIG`), so call
 /// it from a thread that lives until it returns (from async code: a blocking task).
 pub fn run(bundle: &omac_bundle::Loaded, options: &RunOptions) -> Result<Outcome, Error> {
-    let start = wire::now();
+    let (plan, warnings, options) = planned(bundle, options)?;
+    parent::run(plan, warnings, &options)
+}
+
+/// The bundle checked and planned, and the options with the run's start time.
+fn planned(
+    bundle: &omac_bundle::Loaded,
+    options: &RunOptions,
+) -> Result<(wire::RunPlan, Vec<String>, RunOptions), Error> {
+    let begun = wire::now();
     let (plan, warnings) = prepare::plan(bundle, options)?;
+    let t0 = options.t0.unwrap_or(begun);
     if options.verbose {
-        let t0 = options.t0.unwrap_or(start);
         tracing::debug!(
             "[{:7.3} ms] bundle checked and planned",
             wire::now().saturating_sub(t0) as f64 / 1e6
         );
     }
     let options = RunOptions {
-        t0: Some(options.t0.unwrap_or(start)),
+        t0: Some(t0),
         ..options.clone()
     };
-    parent::run(plan, warnings, &options)
+    Ok((plan, warnings, options))
+}
+
+/// Checks and plans the bundle as [`run`] does, hands the plan to a stage (the one started
+/// ahead, see [`prestart_stage`], or a fresh one) and returns at once: the sandbox gets
+/// built while the caller goes on (it starts the servers the agent will talk to, whose
+/// sockets must exist by now). [`Started::finish`] waits for the agent; dropping the
+/// handle instead kills the sandbox.
+///
+/// Call it from a thread that lives until the sandbox is gone: a stage spawned now dies
+/// with it (`PR_SET_PDEATHSIG`).
+pub fn start(bundle: &omac_bundle::Loaded, options: &RunOptions) -> Result<Started, Error> {
+    let (plan, warnings, options) = planned(bundle, options)?;
+    let sent = parent::start(plan, warnings, &options)?;
+    Ok(Started { sent, options })
+}
+
+/// A sandbox [`start`] set going.
+pub struct Started {
+    sent: parent::Sent,
+    options: RunOptions,
+}
+
+impl Started {
+    /// Relays the sandbox's report and waits until it is gone: the agent's outcome (given
+    /// to `on_exit` as soon as it is known). Blocking.
+    pub fn finish(self) -> Result<Outcome, Error> {
+        self.sent.finish(&self.options)
+    }
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Started")
+    }
 }
 
 /// The stage's entry point: the omac binary calls it, before anything else, when its first

@@ -10,7 +10,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use crate::mountopts::{self, Kind};
 use crate::resolve::{self, Create};
 use crate::sys::{self, attr};
-use crate::wire::{Reporter, RunPlan};
+use omac_bundle::oci::Mount;
+
+use crate::wire::{Reporter, RunPlan, View};
 
 /// A failed step: what, why, and what to do.
 #[derive(Debug)]
@@ -158,8 +160,40 @@ impl Made {
     }
 }
 
-/// Builds the view over `plan.rootfs` and pivots into it. Runs in init, before the agent.
-pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
+/// The bundle's part of the view, mounted over its root (see [`begin`]); [`finish`]
+/// completes it, [`Begun::abandon`] gives it up.
+pub struct Begun {
+    rootfs: std::path::PathBuf,
+    root: OwnedFd,
+    devnull: OwnedFd,
+    writable: Vec<String>,
+    made: Made,
+}
+
+impl Begun {
+    /// The descriptors it holds (the new root, /dev/null), which [`finish`] needs.
+    pub fn fds(&self) -> [std::os::fd::RawFd; 2] {
+        [self.root.as_raw_fd(), self.devnull.as_raw_fd()]
+    }
+
+    /// Gives the view up before [`finish`] (the run was called off): detaches it (a
+    /// mount point of this namespace cannot be removed) and removes the mount points
+    /// created on the host, which is still reachable since nothing pivoted.
+    pub fn abandon(self) {
+        if let Ok(c) = sys::cpath(&self.rootfs) {
+            // SAFETY: a valid C string; a lazy detach of our own mount.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        remove_created(&self.made.created.borrow());
+    }
+}
+
+/// Mounts the bundle's view (`view`, from the plan's head) over its root: propagation made
+/// private, the root (a tmpfs over an empty one), the bundle's mounts in order, the minimal
+/// /dev. Runs in init, in its new mount namespace, possibly before the rest of the plan
+/// has arrived: nothing of the run is needed, and nothing runs in the view until
+/// [`finish`]. On failure the mount points it created on the host are removed.
+pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
     // SAFETY: a propagation change on "/" with no data.
     let r = unsafe {
         libc::mount(
@@ -179,16 +213,16 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
         ));
     }
     let rootfs =
-        sys::cpath(&plan.rootfs).map_err(|e| step("root", e.to_string(), "use a plain path"))?;
+        sys::cpath(&view.rootfs).map_err(|e| step("root", e.to_string(), "use a plain path"))?;
     let root_dir = sys::openat(libc::AT_FDCWD, &rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| {
             step(
                 "root",
-                format!("{}: {}", plan.rootfs.display(), sys::errno_text(&e)),
+                format!("{}: {}", view.rootfs.display(), sys::errno_text(&e)),
                 "the bundle's root directory must exist",
             )
         })?;
-    let root_mount = if plan.root_tmpfs {
+    let root_mount = if view.root_tmpfs {
         new_fs(
             "tmpfs",
             "omac-root",
@@ -211,96 +245,90 @@ pub fn build(plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
             "the host needs /dev/null",
         )
     })?;
+    let parsed = parse(&view.mounts)?;
+    let mut begun = Begun {
+        rootfs: view.rootfs.clone(),
+        root,
+        devnull,
+        writable: writable(&parsed),
+        made: Made {
+            mounts: vec![("/".to_string(), Under::Ours)],
+            created: Default::default(),
+        },
+    };
+    let result = mount_all(&parsed, &mut begun, rep)
+        .and_then(|()| minimal_dev(&begun.root, &begun.made, rep))
+        .and_then(|()| set_sysctls(&begun.root, &view.sysctl))
+        .and_then(|()| {
+            rep.debug(|| "default devices and sysctls done".to_string());
+            let (masked, readonly) = split_near_sockets(view, false);
+            protect(&begun, &masked, &readonly)
+        });
+    match result {
+        Ok(()) => Ok(begun),
+        Err(e) => {
+            begun.abandon();
+            Err(e)
+        }
+    }
+}
 
-    let parsed: Vec<mountopts::Parsed> = plan
-        .mounts
+fn parse(mounts: &[Mount]) -> Result<Vec<mountopts::Parsed>, StepError> {
+    mounts
         .iter()
         .map(mountopts::parse)
         .collect::<Result<_, _>>()
-        .map_err(|m| step("mounts", m, "regenerate the bundle"))?;
-    let writable: Vec<String> = parsed
+        .map_err(|m| step("mounts", m, "regenerate the bundle"))
+}
+
+/// The host sources of the writable binds among `parsed`.
+fn writable(parsed: &[mountopts::Parsed]) -> Vec<String> {
+    parsed
         .iter()
         .filter_map(|p| match &p.kind {
             Kind::Bind { source, .. } if p.attrs & attr::RDONLY == 0 => Some(source.clone()),
             _ => None,
         })
-        .collect();
-    let mut made = Made {
-        mounts: vec![("/".to_string(), Under::Ours)],
-        created: Default::default(),
-    };
-    let result = (|| {
-        for p in &parsed {
-            mount_one(p, &root, &writable, &made)?;
-            let under = match &p.kind {
-                Kind::Fs { fstype, .. } if fstype == "tmpfs" => Under::Ours,
-                Kind::Bind { source, .. } if p.attrs & attr::RDONLY == 0 => {
-                    Under::HostWritable(source.clone())
-                }
-                _ => Under::Other,
-            };
-            made.mounts.push((p.destination.clone(), under));
-            rep.debug(|| format!("mounted {}", p.destination));
-        }
-        minimal_dev(&root, &made, rep)
-    })();
-    // The omac process removes them after the run (if they are still empty).
-    for path in made.created.borrow().iter() {
+        .collect()
+}
+
+fn mount_all(
+    parsed: &[mountopts::Parsed],
+    begun: &mut Begun,
+    rep: &Reporter,
+) -> Result<(), StepError> {
+    for p in parsed {
+        mount_one(p, &begun.root, &begun.writable, &begun.made)?;
+        let under = match &p.kind {
+            Kind::Fs { fstype, .. } if fstype == "tmpfs" => Under::Ours,
+            Kind::Bind { source, .. } if p.attrs & attr::RDONLY == 0 => {
+                Under::HostWritable(source.clone())
+            }
+            _ => Under::Other,
+        };
+        begun.made.mounts.push((p.destination.clone(), under));
+        rep.debug(|| format!("mounted {}", p.destination));
+    }
+    Ok(())
+}
+
+/// Completes the view [`begin`] mounted with the run's part of `plan`: its extra mounts
+/// (sockets, binaries), sysctls, masks and read-only paths; then `pivot_root` into it. The
+/// host paths created for mount points are reported: the omac process removes them after
+/// the run.
+pub fn finish(mut begun: Begun, plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
+    let result = parse(&plan.extra_mounts).and_then(|extra| {
+        begun.writable.extend(writable(&extra));
+        mount_all(&extra, &mut begun, rep)
+    });
+    for path in begun.made.created.borrow().iter() {
         rep.send(&crate::wire::Msg::Created { path: path.clone() });
     }
     result?;
-    for (key, value) in &plan.sysctl {
-        let path = format!("proc/sys/{}", key.replace('.', "/"));
-        let r = sys::openat2(
-            root.as_raw_fd(),
-            std::path::Path::new(&path),
-            libc::O_WRONLY,
-            sys::resolve::IN_ROOT | sys::resolve::NO_SYMLINKS,
-        )
-        .and_then(|fd| sys::write_all(fd.as_raw_fd(), value.as_bytes()));
-        r.map_err(|e| {
-            step(
-                format!("sysctl {key}"),
-                sys::errno_text(&e),
-                "only sysctls of the sandbox's own namespaces can be set; remove it from linux.sysctl",
-            )
-        })?;
-    }
-    rep.debug(|| "default devices and sysctls done".to_string());
-    for m in &plan.masked {
-        mask(&root, &devnull, m)?;
-    }
-    rep.debug(|| "masks done".to_string());
-    for r in &plan.readonly {
-        let fd = match resolve::open_in_root(&root, r, sys::resolve::NO_SYMLINKS) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => {
-                return Err(step(
-                    format!("read-only {r}"),
-                    sys::errno_text(&e),
-                    "remove it from linux.readonlyPaths",
-                ))
-            }
-        };
-        let tree = sys::clone_tree(&fd, true).map_err(|e| {
-            step(
-                format!("read-only {r}"),
-                sys::errno_text(&e),
-                refusal_fix(&e),
-            )
-        })?;
-        sys::mount_setattr(&tree, attr::RDONLY, 0, 0, true)
-            .and_then(|()| sys::move_mount(&tree, &fd))
-            .map_err(|e| {
-                step(
-                    format!("read-only {r}"),
-                    sys::errno_text(&e),
-                    refusal_fix(&e),
-                )
-            })?;
-    }
-    rep.debug(|| "read-only paths done".to_string());
+    // Masks and read-only paths in or around the socket directory win over its mounts.
+    let (masked, readonly) = split_near_sockets(&plan.view, true);
+    protect(&begun, &masked, &readonly)?;
+    let Begun { root, .. } = begun;
     pivot(&root)?;
     rep.debug(|| "pivoted, old root detached".to_string());
     if plan.root_readonly {
@@ -482,6 +510,97 @@ fn mask(root: &OwnedFd, devnull: &OwnedFd, path: &str) -> Result<(), StepError> 
         t
     };
     sys::move_mount(&cover, &fd).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))
+}
+
+/// The view's masks and read-only paths that are (`near`) or are not in or around the
+/// socket directory.
+fn split_near_sockets(view: &View, near: bool) -> (Vec<String>, Vec<String>) {
+    let pick = |list: &[String]| {
+        list.iter()
+            .filter(|p| view.near_sockets(p) == near)
+            .cloned()
+            .collect()
+    };
+    (pick(&view.masked), pick(&view.readonly))
+}
+
+/// Hides the `masked` paths and makes the `readonly` ones read-only, in the view being built.
+fn protect(b: &Begun, masked: &[String], readonly: &[String]) -> Result<(), StepError> {
+    for m in masked {
+        mask(&b.root, &b.devnull, m)?;
+    }
+    for r in readonly {
+        let fd = match resolve::open_in_root(&b.root, r, sys::resolve::NO_SYMLINKS) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => {
+                return Err(step(
+                    format!("read-only {r}"),
+                    sys::errno_text(&e),
+                    "remove it from linux.readonlyPaths",
+                ))
+            }
+        };
+        let tree = sys::clone_tree(&fd, true).map_err(|e| {
+            step(
+                format!("read-only {r}"),
+                sys::errno_text(&e),
+                refusal_fix(&e),
+            )
+        })?;
+        sys::mount_setattr(&tree, attr::RDONLY, 0, 0, true)
+            .and_then(|()| sys::move_mount(&tree, &fd))
+            .map_err(|e| {
+                step(
+                    format!("read-only {r}"),
+                    sys::errno_text(&e),
+                    refusal_fix(&e),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Sets the view's sysctls (through its fresh /proc, resolved in its root).
+fn set_sysctls(
+    root: &OwnedFd,
+    sysctl: &std::collections::BTreeMap<String, String>,
+) -> Result<(), StepError> {
+    for (key, value) in sysctl {
+        let path = format!("proc/sys/{}", key.replace('.', "/"));
+        let r = sys::openat2(
+            root.as_raw_fd(),
+            std::path::Path::new(&path),
+            libc::O_WRONLY,
+            sys::resolve::IN_ROOT | sys::resolve::NO_SYMLINKS,
+        )
+        .and_then(|fd| sys::write_all(fd.as_raw_fd(), value.as_bytes()));
+        r.map_err(|e| {
+            step(
+                format!("sysctl {key}"),
+                sys::errno_text(&e),
+                "only sysctls of the sandbox's own namespaces can be set; remove it from linux.sysctl",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes the mount points created on the host, deepest first, when they are still empty
+/// (an agent may have put something there through another path; that stays).
+pub fn remove_created(created: &[String]) {
+    for p in created.iter().rev() {
+        let path = std::path::Path::new(p);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(path);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `pivot_root` into `root` and detach the old root.

@@ -1,5 +1,6 @@
 //! The omac side of a run: spawns the stage (posix_spawn, so a multi-threaded caller is
-//! never forked), hands it the plan, forwards signals, relays its report and waits.
+//! never forked; a single-threaded one may fork it instead), hands it the plan, forwards
+//! signals, relays its report and waits.
 
 use std::ffi::CString;
 use std::io;
@@ -89,6 +90,40 @@ pub fn spawn_stage(exe: &Path, plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Resu
     }
 }
 
+/// Forks this process into the stage: what [`spawn_stage`] starts, without the exec of the
+/// omac binary and its dynamic loading (about a millisecond of a run). The child keeps only
+/// descriptors 0-2 and `plan_r` / `report_w` as 3 and 4, gets an empty environment,
+/// default signal dispositions and an empty mask, and runs the stage's main. The caller
+/// must be single-threaded (checked: otherwise an error, and the caller spawns instead).
+pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_t> {
+    if !sys::single_threaded() {
+        return Err(io::Error::other("a multi-threaded process is not forked"));
+    }
+    let plan_r = dup_high(plan_r)?;
+    let report_w = dup_high(report_w)?;
+    match sys::clone_fork(0, None)? {
+        sys::Forked::Parent(pid) => Ok(pid),
+        sys::Forked::Child => {
+            // SAFETY: our own descriptors; dup2 clears close-on-exec on the copies.
+            let placed = unsafe {
+                libc::dup2(plan_r.as_raw_fd(), PLAN_FD) == PLAN_FD
+                    && libc::dup2(report_w.as_raw_fd(), REPORT_FD) == REPORT_FD
+            };
+            if !placed {
+                sys::exit_now(7);
+            }
+            sys::reset_dispositions();
+            if sys::set_signal_mask(&sys::sigset(&[])).is_err() {
+                sys::exit_now(7);
+            }
+            // SAFETY: single-threaded (checked before the fork): nothing reads the
+            // environment meanwhile.
+            unsafe { libc::clearenv() };
+            crate::stage::main()
+        }
+    }
+}
+
 /// Waits for `pid`, returning its raw wait status.
 fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
     let mut status = 0;
@@ -111,7 +146,17 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let run = plan;
+    let plan = stage_plan(plan, opts);
+    let result = if opts.stage_exe.is_none() && sys::single_threaded() {
+        inline(&plan.0, &plan.1, opts, &mut warnings)
+    } else {
+        send(&plan.0, &plan.1, opts).and_then(|s| s.wait(opts, &mut warnings))
+    };
+    conclude(result, warnings, plan.0.t0, opts)
+}
+
+/// The stage's plan for `run`.
+fn stage_plan(run: RunPlan, opts: &RunOptions) -> (Plan, RunPlan) {
     let plan = Plan {
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
@@ -119,13 +164,78 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
         t0: opts.t0.unwrap_or_else(crate::wire::now),
         task: Task::Run(Head::of(&run)),
     };
-    let result = if opts.stage_exe.is_none() && sys::single_threaded() {
-        inline(&plan, &run, opts, &mut warnings)
-    } else {
-        spawned(&plan, &run, opts, &mut warnings)
-    };
+    (plan, run)
+}
+
+/// A plan handed to its stage, which builds the sandbox while the caller goes on.
+pub struct Sent {
+    pid: libc::pid_t,
+    report_r: OwnedFd,
+    sigfd: Option<OwnedFd>,
+    t0: u64,
+    warnings: Vec<String>,
+    reaped: bool,
+}
+
+/// Hands `plan` to a stage and returns at once (see [`Sent::finish`]).
+pub fn start(plan: RunPlan, warnings: Vec<String>, opts: &RunOptions) -> Result<Sent, Error> {
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let (plan, run) = stage_plan(plan, opts);
+    let mut sent = send(&plan, &run, opts)?;
+    sent.warnings = warnings;
+    Ok(sent)
+}
+
+impl Sent {
+    /// Relays the stage's report and waits until the sandbox is gone: the agent's outcome.
+    pub fn finish(mut self, opts: &RunOptions) -> Result<Outcome, Error> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        let t0 = self.t0;
+        let result = self.wait(opts, &mut warnings);
+        conclude(result, warnings, t0, opts)
+    }
+
+    fn wait(mut self, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+        let pid = self.pid;
+        let result = relay(
+            &self.report_r,
+            self.sigfd.as_ref(),
+            &mut |fd| forward(fd.as_raw_fd(), pid),
+            opts,
+            warnings,
+        );
+        let status = wait_for(pid);
+        self.reaped = true;
+        let status = status.map_err(Error::Spawn)?;
+        result
+            .map_err(Error::Spawn)
+            .map(|r| (r, describe(status, "the sandbox stage")))
+    }
+}
+
+impl Drop for Sent {
+    /// A sandbox given up before [`Sent::finish`] (its caller failed) is killed: the stage
+    /// takes init, and init's pid namespace everything in it, along.
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: our own child, not yet reaped.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = wait_for(self.pid);
+        }
+    }
+}
+
+/// The outcome of a run that ended with `result`.
+fn conclude(
+    result: Result<Ran, Error>,
+    warnings: Vec<String>,
+    t0: u64,
+    opts: &RunOptions,
+) -> Result<Outcome, Error> {
     if opts.verbose {
-        let ms = crate::wire::now().saturating_sub(plan.t0) as f64 / 1e6;
+        let ms = crate::wire::now().saturating_sub(t0) as f64 / 1e6;
         tracing::debug!("[{ms:7.3} ms] the sandbox has ended");
     }
     if let Some(c) = &opts.control {
@@ -178,7 +288,7 @@ fn inline(
     // From here only init and the agent write reports: their end of the pipe is the end.
     drop(report_w);
     let result = match launched {
-        Err(code) => relay(&report_r, None, &mut |_| {}, plan.verbose, warnings)
+        Err(code) => relay(&report_r, None, &mut |_| {}, opts, warnings)
             .map_err(Error::Spawn)
             .map(|r| (r, format!("the sandbox could not start (code {code})"))),
         Ok(l) => {
@@ -191,7 +301,7 @@ fn inline(
                 &mut |fd| {
                     l.on_signals(fd);
                 },
-                plan.verbose,
+                opts,
                 warnings,
             );
             let status = l.wait();
@@ -204,13 +314,9 @@ fn inline(
     result
 }
 
-/// The omac binary re-executed as the stage, with the plan on a pipe.
-fn spawned(
-    plan: &Plan,
-    run: &RunPlan,
-    opts: &RunOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Ran, Error> {
+/// Hands the plan to a stage on a pipe: the one started ahead for it (see `prestart`), or
+/// the omac binary re-executed now.
+fn send(plan: &Plan, run: &RunPlan, opts: &RunOptions) -> Result<Sent, Error> {
     let sigfd = if opts.forward_signals {
         // Blocking here covers a caller that forgot to; other threads must block them too.
         sys::block_signals(FORWARDED_SIGNALS).map_err(Error::Spawn)?;
@@ -256,29 +362,28 @@ fn spawned(
     // A stage that died early closes its end: the report says why, so EPIPE is not fatal.
     let _ = sys::write_all(plan_w.as_raw_fd(), &bytes);
     drop(plan_w);
-    let result = relay(
-        &report_r,
-        sigfd.as_ref(),
-        &mut |fd| forward(fd.as_raw_fd(), pid),
-        opts.verbose,
-        warnings,
-    );
-    let status = wait_for(pid).map_err(Error::Spawn)?;
-    result
-        .map_err(Error::Spawn)
-        .map(|r| (r, describe(status, "the sandbox stage")))
+    Ok(Sent {
+        pid,
+        report_r,
+        sigfd,
+        t0: plan.t0,
+        warnings: Vec::new(),
+        reaped: false,
+    })
 }
 
 type Relayed = (Enforcement, Option<(i32, Option<i32>)>, Option<Error>);
 
 /// Reads report messages until every writer is gone; `on_signal` handles the signalfd.
+/// The agent's status goes to `opts.on_exit` as soon as it arrives.
 fn relay(
     report: &OwnedFd,
     sigfd: Option<&OwnedFd>,
     on_signal: &mut dyn FnMut(&OwnedFd),
-    verbose: bool,
+    opts: &RunOptions,
     warnings: &mut Vec<String>,
 ) -> io::Result<Relayed> {
+    let verbose = opts.verbose;
     let mut enforcement = Enforcement::default();
     let mut exit = None;
     let mut fail = None;
@@ -333,6 +438,7 @@ fn relay(
             let Ok(msg) = serde_json::from_slice::<Msg>(&line[..line.len() - 1]) else {
                 continue;
             };
+            let exited = matches!(msg, Msg::Exit { .. });
             handle(
                 &mut created,
                 msg,
@@ -342,27 +448,27 @@ fn relay(
                 verbose,
                 warnings,
             );
+            if let (true, Some(f), Some((exit_code, signal)), None) =
+                (exited, &opts.on_exit, exit, &fail)
+            {
+                (f.0)(&Outcome {
+                    exit_code,
+                    signal,
+                    enforcement: enforcement.clone(),
+                    warnings: warnings.clone(),
+                });
+            }
+            if exited {
+                // The agent is gone: its mount points on the host can go now, while the
+                // kernel takes the sandbox down (removing a directory that is a mount
+                // point in another namespace detaches that mount).
+                crate::mounts::remove_created(&created);
+                created.clear();
+            }
         }
     }
-    remove_created(&created);
+    crate::mounts::remove_created(&created);
     Ok((enforcement, exit, fail))
-}
-
-/// Removes the mount points created on the host, deepest first, when they are still empty
-/// (an agent may have put something there through another path; that stays).
-fn remove_created(created: &[String]) {
-    for p in created.iter().rev() {
-        let path = std::path::Path::new(p);
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(path);
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(path);
-            }
-            _ => {}
-        }
-    }
 }
 
 /// Forwards pending signals that someone sent (not the terminal's) to the stage.

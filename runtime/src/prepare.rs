@@ -8,7 +8,7 @@ use omac_bundle::ext::{Extension, FsRule, LAYERS};
 use omac_bundle::oci::{IdMapping, Mount, Spec};
 use omac_bundle::{env, rights, Loaded};
 
-use crate::wire::{encode_bpf, seccomp_insn::Insn, FallbackPlan, Head, ProcessPlan, RunPlan};
+use crate::wire::{encode_bpf, seccomp_insn::Insn, FallbackPlan, Head, ProcessPlan, RunPlan, View};
 use crate::{fallback, links, mountopts, Error, RunOptions};
 
 const CONFIG: &str = "config.json";
@@ -55,28 +55,9 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
     check_linux(spec)?;
     let namespaces = check_namespaces(spec)?;
     let (uid_map, gid_map, allow_setgroups) = check_mappings(spec)?;
-    let mut mounts = spec.mounts.clone();
-    for (i, m) in mounts.iter().enumerate() {
-        mountopts::parse(m).map_err(|e| {
-            bad(
-                format!("mounts[{i}] ({})", m.destination),
-                e,
-                "change the entry (omac never ignores a mount setting it cannot honour)",
-            )
-        })?;
-    }
-    for (field, list) in [
-        ("linux.maskedPaths", &spec.linux.masked_paths),
-        ("linux.readonlyPaths", &spec.linux.readonly_paths),
-    ] {
-        for p in list {
-            mountopts::check_destination(p)
-                .map_err(|e| bad(field, e, "list absolute paths inside the container"))?;
-        }
-    }
-    let socket_dir = ext
-        .map(|e| e.facade.socket_dir.clone())
-        .unwrap_or_else(|| omac_bundle::view::SOCKET_DIR.to_string());
+    let view = view(bundle)?;
+    let mut extra_mounts = Vec::new();
+    let socket_dir = socket_dir(ext);
     for (name, host) in &opts.sockets {
         check_name(name)?;
         if !host.is_absolute() || std::fs::symlink_metadata(host).is_err() {
@@ -85,7 +66,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
                 format!("host socket {} for {name} does not exist", host.display()),
             )));
         }
-        mounts.push(Mount {
+        extra_mounts.push(Mount {
             destination: format!("{}/{name}", socket_dir.trim_end_matches('/')),
             kind: Some("bind".into()),
             source: Some(host.display().to_string()),
@@ -125,7 +106,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
             )));
         }
         let dest = format!("{}/bin/{name}", socket_dir.trim_end_matches('/'));
-        mounts.push(Mount {
+        extra_mounts.push(Mount {
             destination: dest.clone(),
             kind: Some("bind".into()),
             source: Some(host.display().to_string()),
@@ -146,29 +127,6 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
             access,
         });
     }
-
-    let rootfs = if Path::new(&spec.root.path).is_absolute() {
-        PathBuf::from(&spec.root.path)
-    } else {
-        bundle.dir.join(&spec.root.path)
-    };
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
-        bad(
-            "root.path",
-            format!("{}: {e}", rootfs.display()),
-            "create the root directory (omac bundle create makes an empty rootfs/)",
-        )
-    })?;
-    let root_tmpfs = std::fs::read_dir(&rootfs)
-        .map_err(|e| {
-            bad(
-                "root.path",
-                format!("{}: {e}", rootfs.display()),
-                "make it a readable directory",
-            )
-        })?
-        .next()
-        .is_none();
 
     let require = required(ext)?;
     if let Some(e) = ext {
@@ -261,8 +219,10 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
                 _ => {}
             }
         }
-        let granted: Vec<PathBuf> = mounts
+        let granted: Vec<PathBuf> = view
+            .mounts
             .iter()
+            .chain(&extra_mounts)
             .filter_map(|m| match mountopts::parse(m) {
                 Ok(mountopts::Parsed {
                     kind: mountopts::Kind::Bind { source, .. },
@@ -284,8 +244,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         f
     };
     let plan = RunPlan {
-        rootfs,
-        root_tmpfs,
+        view,
         root_readonly: spec.root.readonly,
         namespaces,
         uid_map,
@@ -293,10 +252,7 @@ pub fn plan(bundle: &Loaded, opts: &RunOptions) -> Result<(RunPlan, Vec<String>)
         allow_setgroups,
         hostname: spec.hostname.clone(),
         domainname: spec.domainname.clone(),
-        mounts,
-        masked: spec.linux.masked_paths.clone(),
-        readonly: spec.linux.readonly_paths.clone(),
-        sysctl: spec.linux.sysctl.clone(),
+        extra_mounts,
         process: ProcessPlan {
             args,
             env,
@@ -350,7 +306,7 @@ fn required(ext: Option<&Extension>) -> Result<Vec<String>, Error> {
 }
 
 /// The head of the plan [`plan`] would make of `bundle` (see [`Head`]), checked the same
-/// way: its namespaces, id mappings, required layers and cgroup limits.
+/// way: its namespaces, id mappings, required layers, cgroup limits and view.
 pub fn head(bundle: &Loaded) -> Result<Head, Error> {
     let spec = &bundle.config;
     let namespaces = check_namespaces(spec)?;
@@ -362,7 +318,71 @@ pub fn head(bundle: &Loaded) -> Result<Head, Error> {
         allow_setgroups,
         require: required(bundle.ext.as_ref())?,
         resources: spec.linux.resources.clone(),
+        view: view(bundle)?,
     })
+}
+
+/// The bundle's view: its root directory (made absolute; a tmpfs goes over an empty one),
+/// its mounts, each of which must parse, its masks and read-only paths (absolute) and its
+/// sysctls.
+fn view(bundle: &Loaded) -> Result<View, Error> {
+    let spec = &bundle.config;
+    for (field, list) in [
+        ("linux.maskedPaths", &spec.linux.masked_paths),
+        ("linux.readonlyPaths", &spec.linux.readonly_paths),
+    ] {
+        for p in list {
+            mountopts::check_destination(p)
+                .map_err(|e| bad(field, e, "list absolute paths inside the container"))?;
+        }
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        mountopts::parse(m).map_err(|e| {
+            bad(
+                format!("mounts[{i}] ({})", m.destination),
+                e,
+                "change the entry (omac never ignores a mount setting it cannot honour)",
+            )
+        })?;
+    }
+    let rootfs = if Path::new(&spec.root.path).is_absolute() {
+        PathBuf::from(&spec.root.path)
+    } else {
+        bundle.dir.join(&spec.root.path)
+    };
+    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
+        bad(
+            "root.path",
+            format!("{}: {e}", rootfs.display()),
+            "create the root directory (omac bundle create makes an empty rootfs/)",
+        )
+    })?;
+    let root_tmpfs = std::fs::read_dir(&rootfs)
+        .map_err(|e| {
+            bad(
+                "root.path",
+                format!("{}: {e}", rootfs.display()),
+                "make it a readable directory",
+            )
+        })?
+        .next()
+        .is_none();
+
+    Ok(View {
+        rootfs,
+        root_tmpfs,
+        mounts: spec.mounts.clone(),
+        masked: spec.linux.masked_paths.clone(),
+        readonly: spec.linux.readonly_paths.clone(),
+        sysctl: spec.linux.sysctl.clone(),
+        socket_dir: socket_dir(bundle.ext.as_ref()),
+    })
+}
+
+/// Where the run's sockets and binaries are mounted inside.
+fn socket_dir(ext: Option<&Extension>) -> String {
+    ext.map(|e| e.facade.socket_dir.clone())
+        .unwrap_or_else(|| omac_bundle::view::SOCKET_DIR.to_string())
 }
 
 /// A run-time socket or binary name: a plain file name.

@@ -1,16 +1,18 @@
-//! A stage started ahead of its plan. A caller that will run a bundle from a
-//! multi-threaded process (the session) calls [`prestart`] as soon as it knows it will, and
-//! [`send_head`] once it has loaded the bundle: the re-executed omac binary (its exec,
-//! dynamic loading and start-up), the user namespace and the clone of init into the
-//! sandbox's namespaces then overlap with the caller's own preparation, and [`crate::run`]
-//! hands the rest of the plan to that stage instead of spawning one.
+//! A stage started ahead of its plan. A caller that will run a bundle calls [`prestart`]
+//! as soon as it knows it will (while it is still single-threaded, so that the stage is a
+//! fork of it, without the exec of the omac binary), and [`send_head`] once it has loaded
+//! the bundle: the user namespace, the clone of init into the sandbox's namespaces and the
+//! bundle's part of the view (mounts, masks, read-only paths: init builds them from the
+//! head) then overlap with the caller's own preparation, and [`crate::run`] or
+//! [`crate::start`] hands the rest of the plan to that stage instead of spawning one.
 //!
-//! The stage is exactly the one [`crate::run`] would spawn (same binary, empty environment,
-//! default signal dispositions, descriptors 3 and 4 only), and it gets the same first line
-//! (the plan's [`Head`], checked as the full plan checks it); init, in its new namespaces,
-//! waits for the rest before it builds anything. A head that turns out not to match the
-//! run's plan sends that stage away and a fresh one is spawned. A stage never given the
-//! rest sees its plan's pipe close and exits, init first; [`dismiss`] reaps it.
+//! The stage is exactly the one [`crate::run`] would spawn (empty environment, default
+//! signal dispositions, descriptors 3 and 4 only), and it gets the same first line (the
+//! plan's [`Head`], checked as the full plan checks it); init, in its new namespaces,
+//! mounts the head's view and waits for the rest before it completes it or runs anything.
+//! A head that turns out not to match the run's plan sends that stage away and a fresh one
+//! is spawned. A stage never given the rest sees its plan's pipe close and exits, init
+//! first (removing the mount points it created on the host); [`dismiss`] reaps it.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -45,7 +47,8 @@ impl Prestarted {
 /// The one waiting stage of this process, if any.
 static WAITING: Mutex<Option<Prestarted>> = Mutex::new(None);
 
-/// Spawns the stage (`/proc/self/exe __sandbox-stage`) now, for the next [`crate::run`] of
+/// Starts the stage now (forked when this process is single-threaded, else
+/// `/proc/self/exe __sandbox-stage`), for the next [`crate::run`] of
 /// this process that would spawn one; [`send_head`] lets it go on to the namespaces. Does
 /// nothing when a stage is already waiting.
 pub fn prestart() -> io::Result<()> {
@@ -55,7 +58,11 @@ pub fn prestart() -> io::Result<()> {
     }
     let (report_r, report_w) = sys::pipe()?;
     let (plan_r, plan_w) = sys::pipe()?;
-    let pid = crate::parent::spawn_stage(Path::new("/proc/self/exe"), &plan_r, &report_w)?;
+    // Single-threaded callers (`omac run` calls this before any thread exists) fork it.
+    let pid = match crate::parent::fork_stage(&plan_r, &report_w) {
+        Ok(pid) => pid,
+        Err(_) => crate::parent::spawn_stage(Path::new("/proc/self/exe"), &plan_r, &report_w)?,
+    };
     *waiting = Some(Prestarted {
         pid,
         plan_w,

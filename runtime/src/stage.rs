@@ -10,11 +10,12 @@ use std::path::PathBuf;
 
 use crate::cgroup::{self, Placement};
 use crate::fallback;
+use crate::mounts;
 use crate::report::{LayerStatus, Level};
 use crate::sys::{self, Forked};
 use crate::terminal;
 use crate::userns;
-use crate::wire::{Head, Msg, Plan, Reporter, RunPlan, Task, PLAN_FD, REPORT_FD};
+use crate::wire::{Head, Msg, Plan, Reporter, RunPlan, Task, View, PLAN_FD, REPORT_FD};
 use crate::FORWARDED_SIGNALS;
 
 /// What init and the agent need beyond the plan.
@@ -325,7 +326,9 @@ pub fn launch(head: &Head, body: Body, rep: Reporter) -> Result<Launched, i32> {
         }
     };
     let private_tmp = ctx.private_tmp.clone();
-    match clone_init(body, ctx, flags, placement.as_ref()) {
+    // In the fallback there is no view to build: Landlock restricts the host's.
+    let view = private_tmp.is_none().then_some(&head.view);
+    match clone_init(body, view, ctx, flags, placement.as_ref()) {
         Ok((init, life)) => Ok(Launched {
             init,
             status: std::cell::Cell::new(None),
@@ -482,11 +485,25 @@ fn private_tmp() -> io::Result<PathBuf> {
     ))
 }
 
+/// Whether the stage's end of the life pipe is closed (the stage is gone).
+fn stage_gone(life: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: life.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ready > 0 && pfd.revents & libc::POLLHUP != 0
+}
+
 /// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
-/// write end of the pipe whose closing tells init that its supervisor is gone. init reads
-/// `body` if it is still on its descriptor.
+/// write end of the pipe whose closing tells init that its supervisor is gone. init mounts
+/// `view` first (when namespaced), then reads `body` if it is still on its descriptor: a
+/// plan sent ahead of its body has the view built while the omac process prepares.
 fn clone_init(
     body: Body,
+    view: Option<&View>,
     mut ctx: Ctx,
     flags: u64,
     placement: Option<&Placement>,
@@ -523,21 +540,53 @@ fn clone_init(
     match forked {
         Ok(Forked::Child) => {
             drop(life_w);
+            // Until it has its plan, init dies with the stage: a run called off after the
+            // plan was sent (omac killed the stage) must not go on unsupervised. The life
+            // pipe tells whether the stage died before this.
+            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+            if stage_gone(&life_r) {
+                sys::exit_now(1);
+            }
             ctx.life = Some(life_r);
+            crate::init::prepare_namespaces(&ctx);
+            let begun = view.map(|v| match mounts::begin(v, &ctx.rep) {
+                Ok(b) => b,
+                Err(e) => {
+                    ctx.rep.fail(&e.step, e.message, e.fix);
+                    sys::exit_now(1)
+                }
+            });
             let plan = match body.read() {
-                Ok(Some(p)) => p,
-                // omac gave up on the run before sending it: nothing to build.
-                Ok(None) => sys::exit_now(1),
+                Ok(Some(p)) => Some(p),
+                // omac gave up on the run before sending it: nothing to run.
+                Ok(None) => None,
                 Err(e) => {
                     ctx.rep.fail(
                         "read the plan",
                         e,
                         "the omac binary changed during the run; retry",
                     );
-                    sys::exit_now(7)
+                    None
                 }
             };
-            crate::init::main(&plan, ctx)
+            let plan = match (plan, view) {
+                (Some(p), Some(v)) if *v != p.view => {
+                    ctx.rep.fail(
+                        "read the plan",
+                        "the plan's view is not the one its head announced",
+                        "report this as a bug",
+                    );
+                    None
+                }
+                (p, _) => p,
+            };
+            let Some(plan) = plan else {
+                if let Some(b) = begun {
+                    b.abandon();
+                }
+                sys::exit_now(1)
+            };
+            crate::init::main(&plan, ctx, begun)
         }
         Ok(Forked::Parent(pid)) => {
             if let Body::Pipe { fd, .. } = body {

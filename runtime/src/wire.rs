@@ -44,8 +44,10 @@ pub enum Task {
 }
 
 /// The part of a [`RunPlan`] the stage needs to create the sandbox's namespaces and clone
-/// init into them. It can be sent ahead of the rest (see `prestart`): init then waits in
-/// its fresh namespaces for the plan that builds the view.
+/// init into them, and init to mount the bundle's own view. It can be sent ahead of the
+/// rest (see `prestart`): init then mounts the view in its fresh namespaces while the omac
+/// process prepares, and waits for the plan that completes it (the run's sockets, masks,
+/// read-only paths, pivot) and starts the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     /// Namespace kinds to create.
@@ -60,6 +62,8 @@ pub struct Head {
     pub require: Vec<String>,
     /// cgroup limits.
     pub resources: Option<Resources>,
+    /// The bundle's part of the view.
+    pub view: View,
 }
 
 impl Head {
@@ -72,7 +76,40 @@ impl Head {
             allow_setgroups: plan.allow_setgroups,
             require: plan.require.clone(),
             resources: plan.resources.clone(),
+            view: plan.view.clone(),
         }
+    }
+}
+
+/// The bundle's own part of the view, which nothing at run time changes: its root, its
+/// mounts (checked: each parses), masks, read-only paths and sysctls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    /// Absolute path of the bundle's root directory.
+    pub rootfs: PathBuf,
+    /// The root directory is empty: a tmpfs is mounted over it.
+    pub root_tmpfs: bool,
+    /// The bundle's mounts, in order.
+    pub mounts: Vec<Mount>,
+    /// Paths hidden from the agent.
+    pub masked: Vec<String>,
+    /// Paths made read-only.
+    pub readonly: Vec<String>,
+    /// Namespaced sysctls to set.
+    pub sysctl: BTreeMap<String, String>,
+    /// Where the run's sockets and binaries go (its extra mounts): masks and read-only
+    /// paths in or around it wait until they are mounted.
+    pub socket_dir: String,
+}
+
+impl View {
+    /// Whether `path` (a mask or read-only path) is in or around the socket directory.
+    pub fn near_sockets(&self, path: &str) -> bool {
+        let within = |a: &str, b: &str| {
+            let b = b.trim_end_matches('/');
+            a == b || a.starts_with(&format!("{b}/")) || b.is_empty()
+        };
+        within(path, &self.socket_dir) || within(&self.socket_dir, path)
     }
 }
 
@@ -90,10 +127,8 @@ pub fn encode(plan: &Plan, run: Option<&RunPlan>) -> serde_json::Result<Vec<u8>>
 /// A bundle, checked and resolved for this run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
-    /// Absolute path of the bundle's root directory.
-    pub rootfs: PathBuf,
-    /// The root directory is empty: a tmpfs is mounted over it.
-    pub root_tmpfs: bool,
+    /// The bundle's view (sent ahead in the [`Head`]).
+    pub view: View,
     /// The root is made read-only at the end.
     pub root_readonly: bool,
     /// Namespace kinds to create (`user`, `mount`, `pid`, ...).
@@ -108,14 +143,9 @@ pub struct RunPlan {
     pub hostname: Option<String>,
     /// Domain name in the UTS namespace.
     pub domainname: Option<String>,
-    /// Mounts in order (the bundle's, then the run-time sockets).
-    pub mounts: Vec<Mount>,
-    /// Paths hidden from the agent.
-    pub masked: Vec<String>,
-    /// Paths made read-only.
-    pub readonly: Vec<String>,
-    /// Namespaced sysctls to set.
-    pub sysctl: BTreeMap<String, String>,
+    /// The run's mounts after the bundle's: its sockets and binaries under the socket
+    /// directory.
+    pub extra_mounts: Vec<Mount>,
     /// The agent process.
     pub process: ProcessPlan,
     /// Landlock rules (absent for a plain OCI bundle).

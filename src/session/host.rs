@@ -212,6 +212,9 @@ pub fn run_with(mut plan: Plan, early: Option<Early>) -> anyhow::Result<Report> 
     let result = rt.block_on(async {
         let r = bring_up_and_run(&mut plan, &mut up, &counters, pre).await;
         up.down().await;
+        // While the kernel still takes the sandbox down (the runtime's thread waits for it
+        // when `rt` is dropped): the servers are gone, their sockets can go.
+        plan.rundir.remove();
         r
     });
     drop(rt);
@@ -520,16 +523,18 @@ async fn bring_up_and_run(
     let user = |n: &str| plan.user_sockets.iter().any(|(x, _)| x == n);
     let mut sockets: Vec<(String, PathBuf)> = plan.user_sockets.clone();
     let mut tcp = None;
+    // Listeners are bound now and served once the sandbox is on its way (see `serve`):
+    // what can fail fails before the agent starts.
+    let mut facade = None;
     if !user("facade.sock") {
-        let facade = omac_facade::start(fc, table.clone())
-            .await
-            .context("starting the facade")?;
-        tcp = facade.tcp_addr().zip(facade.token().map(str::to_string));
-        up.facade = Some(facade);
+        let bound = omac_facade::bind(fc, table.clone()).context("starting the facade")?;
+        tcp = bound.tcp_addr().zip(bound.token().map(str::to_string));
+        facade = Some(bound);
         sockets.push(("facade.sock".into(), facade_sock.clone()));
     }
 
     // The egress proxy.
+    let mut proxy = None;
     if let (Some(e), true) = (ext, bridged && mode == "filtered" && !user("egress.sock")) {
         let env: HashMap<String, String> = std::env::vars().collect();
         let audit = plan.audit.clone();
@@ -555,8 +560,7 @@ async fn bring_up_and_run(
             .test_hooks_from_env(&env)
             .map_err(|m| Failure::new(Code::Misuse, m))?;
         let path = plan.rundir.join("egress.sock");
-        let proxy = b.bind(&path).context("starting the egress proxy")?.spawn();
-        up.egress = Some(proxy);
+        proxy = Some(b.bind(&path).context("starting the egress proxy")?);
         sockets.push(("egress.sock".into(), path));
     }
 
@@ -640,8 +644,12 @@ async fn bring_up_and_run(
     );
     let started = Instant::now();
     let ran = if plan.sandboxed {
-        run_sandboxed(plan, sockets, publish, host_env).await
+        run_sandboxed(plan, sockets, publish, host_env, || {
+            serve(up, facade, proxy)
+        })
+        .await
     } else {
+        serve(up, facade, proxy)?;
         run_on_host(plan, host_env).await
     };
     let (exit_code, signal, enforcement, warnings) = match ran {
@@ -678,6 +686,21 @@ async fn bring_up_and_run(
         sidecars: Vec::new(),
         stopped_by: None,
     })
+}
+
+/// Starts serving the facade and the proxy bound earlier.
+fn serve(
+    up: &mut Up,
+    facade: Option<omac_facade::Bound>,
+    proxy: Option<omac_egress::Egress>,
+) -> anyhow::Result<()> {
+    if let Some(f) = facade {
+        up.facade = Some(f.serve().context("starting the facade")?);
+    }
+    if let Some(p) = proxy {
+        up.egress = Some(p.spawn());
+    }
+    Ok(())
 }
 
 fn aborted(plan: &Plan, sig: i32) -> Report {
@@ -811,11 +834,14 @@ fn spawn_event_log(
 
 type Ran = (i32, Option<i32>, Option<Enforcement>, Vec<String>);
 
+/// Runs the agent in the sandbox: hands the plan to the sandbox's stage, calls `serve`
+/// (the servers start while the sandbox is built), waits for the agent's status.
 async fn run_sandboxed(
     plan: &mut Plan,
     sockets: Vec<(String, PathBuf)>,
     publish: Vec<(u16, PathBuf)>,
     host_env: Vec<(String, String)>,
+    serve: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<Ran> {
     let filtered = plan
         .loaded
@@ -827,6 +853,11 @@ async fn run_sandboxed(
         _ => Vec::new(),
     };
     let control = Control::new();
+    // The agent's status arrives while the kernel still takes the sandbox's namespaces
+    // down: the session's own teardown goes on meanwhile, and the runtime's thread, which
+    // the session's runtime joins when it is dropped, waits for the rest.
+    let (early_tx, mut early_rx) = tokio::sync::oneshot::channel();
+    let early_tx = std::sync::Mutex::new(Some(early_tx));
     let options = RunOptions {
         args: plan.args.clone(),
         sockets,
@@ -838,14 +869,31 @@ async fn run_sandboxed(
         stage_exe: None,
         control: Some(control.clone()),
         t0: plan.t0,
+        on_exit: Some(omac_runtime::OnExit(Arc::new(move |o| {
+            if let Some(tx) = early_tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(o.clone());
+            }
+        }))),
     };
-    let loaded = plan.loaded.clone();
-    let mut task = tokio::task::spawn_blocking(move || omac_runtime::run(&loaded, &options));
+    // From this thread, which outlives the sandbox (a stage spawned now dies with it).
+    let sandbox = match omac_runtime::start(&plan.loaded, &options) {
+        Ok(s) => s,
+        Err(e) => return Err(anyhow::Error::new(e).context("running the sandbox")),
+    };
+    // Dropped on failure, the sandbox is killed.
+    serve()?;
+    let mut task = tokio::task::spawn_blocking(move || sandbox.finish());
     let mut kill_at: Option<tokio::time::Instant> = None;
     let mut killed = false;
+    let mut early_open = true;
     let result = loop {
         tokio::select! {
             r = &mut task => break r,
+            r = &mut early_rx, if early_open => match r {
+                Ok(o) => break Ok(Ok(o)),
+                // No status before the run ended: the task says why.
+                Err(_) => early_open = false,
+            },
             s = plan.signals.recv() => {
                 let Some(s) = s else { continue };
                 if s.from_terminal {

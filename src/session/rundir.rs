@@ -25,7 +25,8 @@ const LONGEST_NAME: &str = "publish-65535.sock";
 pub struct RunDir {
     path: PathBuf,
     _lock: File,
-    keep: bool,
+    /// Removed already, or kept on purpose: nothing left to do when dropped.
+    settled: bool,
 }
 
 /// The directory that holds every session's runtime directory, created 0700 if missing.
@@ -188,7 +189,7 @@ impl RunDir {
         Ok(RunDir {
             path,
             _lock: lock,
-            keep: false,
+            settled: false,
         })
     }
 
@@ -204,21 +205,29 @@ impl RunDir {
 
     /// Keeps the directory when dropped (debugging: `OMAC_KEEP_RUNDIR=1`).
     pub fn keep(&mut self) {
-        self.keep = true;
+        self.settled = true;
+    }
+
+    /// Removes the directory now, once nothing uses its sockets any more (dropping it does
+    /// the same, if this was not called).
+    pub fn remove(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!("removing {}: {e}", self.path.display());
+        }
+        // The root too, when this was the last session (fails while others run).
+        if let Some(root) = self.path.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
     }
 }
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        if !self.keep {
-            if let Err(e) = std::fs::remove_dir_all(&self.path) {
-                tracing::warn!("removing {}: {e}", self.path.display());
-            }
-            // The root too, when this was the last session (fails while others run).
-            if let Some(root) = self.path.parent() {
-                let _ = std::fs::remove_dir(root);
-            }
-        }
+        self.remove();
     }
 }
 
