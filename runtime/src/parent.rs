@@ -458,13 +458,6 @@ fn relay(
                     warnings: warnings.clone(),
                 });
             }
-            if exited {
-                // The agent is gone: its mount points on the host can go now, while the
-                // kernel takes the sandbox down (removing a directory that is a mount
-                // point in another namespace detaches that mount).
-                crate::mounts::remove_created(&created);
-                created.clear();
-            }
         }
     }
     crate::mounts::remove_created(&created);
