@@ -110,13 +110,13 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
     code
 }
 
-/// A session runs its sandbox from a multi-threaded process, which re-executes omac as the
-/// sandbox's stage: started now, that exec and start-up, then (see [`send_head`]) the user
-/// namespace and init's clone into the sandbox's namespaces, overlap with the loading of
-/// the bundle and the session's own preparation (the facade, the proxy, the audit log)
-/// instead of following them. (`OMAC_STAGE_EXEC` keeps the stage spawned at run time, for
-/// the tests of that path.)
-fn prestart() {
+/// A session runs its sandbox from a multi-threaded process, which must not fork: its
+/// stage is forked now, while omac is still single-threaded (and holds no secret), and
+/// (see [`send_head`]) the user namespace, init's clone into the sandbox's namespaces and
+/// the bundle's view overlap with the session's own preparation (the facade, the proxy,
+/// the audit log) instead of following them. (`OMAC_STAGE_EXEC` keeps the stage
+/// re-executed at run time, for the tests of that path.)
+pub(super) fn prestart() {
     if std::env::var_os("OMAC_STAGE_EXEC").is_none() {
         if let Err(e) = omac_runtime::prestart_stage() {
             tracing::debug!("starting the sandbox stage ahead: {e}");
@@ -124,8 +124,8 @@ fn prestart() {
     }
 }
 
-/// Lets the stage started ahead create the sandbox's namespaces for `loaded`.
-fn send_head(loaded: &omac_bundle::Loaded, verbose: bool) {
+/// Lets the stage started ahead create the sandbox's namespaces and view for `loaded`.
+pub(super) fn send_head(loaded: &omac_bundle::Loaded, verbose: bool) {
     let t0 = crate::STARTED.get().copied();
     if let Err(e) = omac_runtime::send_head(loaded, verbose, t0) {
         tracing::debug!("starting the sandbox's namespaces ahead: {e}");

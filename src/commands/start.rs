@@ -52,6 +52,17 @@ pub fn on_path(prog: &str, path: &str) -> bool {
 
 /// `omac start`.
 pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyhow::Result<i32> {
+    // The sandbox's stage starts now, while omac is single-threaded and holds no secret
+    // (see `run::prestart`); it gets the bundle's head once the bundle is written.
+    if !args.no_sandbox {
+        super::run::prestart();
+    }
+    let code = start_session(workdir, args, verbose);
+    omac_runtime::dismiss_stage();
+    code
+}
+
+fn start_session(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyhow::Result<i32> {
     let started = Instant::now();
     // First: no thread exists yet, so blocking here covers every thread omac will have.
     let signals = signals::install()?;
@@ -191,6 +202,9 @@ pub fn start(workdir: &Option<PathBuf>, args: StartArgs, verbose: bool) -> anyho
     };
     crate::session::prepare::write_session_bundle(&session, &bundle_dir)?;
     let loaded = omac_bundle::load(&bundle_dir).context("loading the session's bundle")?;
+    if !args.no_sandbox {
+        super::run::send_head(&loaded, verbose);
+    }
     if verbose {
         eprintln!(
             "omac: session {run_id}: harness {}, profile {}, {} skill(s), bundle {} (in {})",
