@@ -40,6 +40,7 @@ pub struct Ctx {
 
 /// The stage's entry point.
 pub fn main() -> ! {
+    sys::name_thread(c"omac-stage");
     let code = stage();
     sys::exit_now(code)
 }
@@ -539,6 +540,7 @@ fn clone_init(
     }
     match forked {
         Ok(Forked::Child) => {
+            sys::name_thread(c"omac-init");
             drop(life_w);
             // Until it has its plan, init dies with the stage: a run called off after the
             // plan was sent (omac killed the stage) must not go on unsupervised. The life

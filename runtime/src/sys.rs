@@ -556,6 +556,12 @@ pub fn errno_text(e: &io::Error) -> String {
     format!("{name} ({e})")
 }
 
+/// Names the calling thread (what `ps` and `/proc/PID/comm` show; 15 bytes at most).
+pub fn name_thread(name: &std::ffi::CStr) {
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
 /// Ends the process at once: no destructors, no atexit handlers, no stdio flush (a forked
 /// copy must not flush its parent's buffers a second time).
 pub fn exit_now(code: i32) -> ! {

@@ -1,5 +1,6 @@
-//! The private runtime directory of one session: `$XDG_RUNTIME_DIR/omac/<run-id>` (or
-//! `/tmp/omac-<uid>/<run-id>`), mode 0700, holding the session's sockets and its bundle.
+//! The private runtime directory of one session: `$XDG_RUNTIME_DIR/omac/<run-id>` (or, see
+//! [`root`], `/dev/shm/omac-<uid>/<run-id>` or `/tmp/omac-<uid>/<run-id>`), mode 0700,
+//! holding the session's sockets and its bundle.
 //! Paths stay short: a Unix socket path has room for 107 bytes.
 //!
 //! A session holds an exclusive `flock` on `<dir>/lock` for its whole life. The kernel
@@ -29,29 +30,43 @@ pub struct RunDir {
     settled: bool,
 }
 
-/// The directory that holds every session's runtime directory, created 0700 if missing.
+/// The directory that holds every session's runtime directory, created 0700 if missing:
+/// `$XDG_RUNTIME_DIR/omac`; without one (root, CI, containers), memory-backed places first:
+/// `/run/user/<uid>/omac` when the system made that directory, else `/dev/shm/omac-<uid>`
+/// when /dev/shm is a tmpfs, else `<tmp>/omac-<uid>`. Sockets and lock files come and go at
+/// every session: on a disk (an ext4 mounted with `discard`, here) each of those creations
+/// and removals costs more than the rest of the session's bookkeeping.
 pub fn root() -> anyhow::Result<PathBuf> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
+    let private = |p: &Path| {
+        p.is_absolute()
+            && std::fs::metadata(p)
+                .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+    };
     let xdg = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .filter(|p| {
-            std::fs::metadata(p)
-                .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
-        });
-    match xdg {
-        Some(x) => {
-            let dir = x.join("omac");
-            private_dir(&dir, uid)?;
-            Ok(dir)
-        }
-        None => {
-            let dir = std::env::temp_dir().join(format!("omac-{uid}"));
-            private_dir(&dir, uid)?;
-            Ok(dir)
-        }
-    }
+        .filter(|p| private(p))
+        .or_else(|| Some(PathBuf::from(format!("/run/user/{uid}"))).filter(|p| private(p)));
+    let dir = match xdg {
+        Some(x) => x.join("omac"),
+        None if is_tmpfs(Path::new("/dev/shm")) => PathBuf::from(format!("/dev/shm/omac-{uid}")),
+        None => std::env::temp_dir().join(format!("omac-{uid}")),
+    };
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+/// Whether `p` is the root of a tmpfs.
+fn is_tmpfs(p: &Path) -> bool {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: plain data filled by the kernel.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and buffer.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as libc::c_long == TMPFS_MAGIC }
 }
 
 /// Creates `dir` 0700, or checks that it is a real directory of `uid` that nobody else can
