@@ -317,8 +317,31 @@ fn validate(spec: &SidecarSpec) -> Result<(), Error> {
     Ok(())
 }
 
-/// A free loopback port (bound, read, released: the Go omac's way; the sidecar binds it next).
+/// A free loopback port (bound, read, released: the Go omac's way; the sidecar binds it
+/// next). Drawn at random below the kernel's ephemeral range: every outgoing connection on
+/// the machine takes its local port from that range, so a port found free there can be
+/// busy again before the sidecar binds it (seen with parallel sessions: the sidecar died
+/// with EADDRINUSE before its health probe). The kernel's own choice is the last resort.
 fn free_port() -> std::io::Result<u16> {
+    const LOWEST: u32 = 10_000;
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if first_ephemeral > LOWEST + 1_000 {
+        for _ in 0..32 {
+            let mut r = [0u8; 4];
+            // SAFETY: a valid buffer of the length given.
+            let n = unsafe { libc::getrandom(r.as_mut_ptr().cast(), r.len(), 0) };
+            if n != 4 {
+                break;
+            }
+            let port = LOWEST + u32::from_ne_bytes(r) % (first_ephemeral - LOWEST);
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+                return Ok(l.local_addr()?.port());
+            }
+        }
+    }
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }
@@ -705,5 +728,27 @@ mod gap_tests {
             next_gap(Duration::from_secs(60), Duration::ZERO),
             Duration::from_millis(1)
         );
+    }
+
+    #[test]
+    fn sidecar_ports_come_from_below_the_ephemeral_range() {
+        let first: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for _ in 0..20 {
+            let p = free_port().unwrap();
+            if first > 11_000 {
+                assert!(
+                    (10_000..first).contains(&p),
+                    "port {p}, ephemeral from {first}"
+                );
+            }
+            // Free: the sidecar can bind it.
+            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
     }
 }
