@@ -264,14 +264,7 @@ fn fallback_leaves_nothing_running_when_omac_is_killed() {
     let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
     std::fs::write(b.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
-    let count = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .filter(|c| String::from_utf8_lossy(c).contains(&format!("sleep\u{0}{marker}")))
-            .count()
-    };
+    let count = || command_lines_with(&format!("sleep\u{0}{marker}")).len();
     /// Kills omac if the test fails half way, so that nothing it started lingers.
     struct Killed(std::process::Child);
     impl Drop for Killed {

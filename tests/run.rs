@@ -554,12 +554,7 @@ fn nothing_is_left_behind() {
     // host (private mount namespace), and the bundle is as it was.
     assert_eq!(our_mounts(&root), mounts_before);
     assert_eq!(listing(&b), bundle_before);
-    let leftover: Vec<_> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains(&nap))
-        .collect();
+    let leftover = command_lines_with(&nap);
     assert!(leftover.is_empty(), "processes outlived the sandbox");
 }
 
@@ -766,17 +761,6 @@ fn a_bundle_that_fails_to_load_after_the_stage_started() {
     assert!(stderr(&o).contains("digest"), "{}", text(&o));
 }
 
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(needle))
-        .collect()
-}
-
 /// init mounts the bundle's view as soon as the stage started ahead has the plan's head,
 /// creating a missing mount point in the work directory (`.omac`, masked read-only). A
 /// run called off after that (here: a run-time socket that does not exist) removes that
@@ -829,7 +813,7 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
             "a mount point was left in the work directory"
         );
         assert_eq!(our_mounts(&root), mounts_before);
-        let left = processes_mentioning(&b.display().to_string());
+        let left = command_lines_with(&b.display().to_string());
         assert!(left.is_empty(), "processes outlived the run: {left:?}");
     }
 }

@@ -206,6 +206,18 @@ impl Env {
     }
 }
 
+/// The command lines (arguments separated by NUL) of this machine's processes that contain
+/// `needle`: what a sandbox left running.
+pub fn command_lines_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
 /// stdout and stderr of `o`, for messages.
 pub fn text(o: &Output) -> String {
     format!(
