@@ -38,12 +38,12 @@ enum Wrote {
 }
 
 impl Wrote {
-    /// The log reason of a failed write to the client.
-    fn reason(&self) -> Option<&'static str> {
+    /// A write to the client: done, or the log reason of its failure.
+    fn to_client(&self) -> Result<(), &'static str> {
         match self {
-            Wrote::Done => None,
-            Wrote::Failed => Some("client-gone"),
-            Wrote::Timeout => Some("idle-timeout"),
+            Wrote::Done => Ok(()),
+            Wrote::Failed => Err("client-gone"),
+            Wrote::Timeout => Err("idle-timeout"),
         }
     }
 }
@@ -281,13 +281,10 @@ impl<S: ClientIo> Client<S> {
         let outcome = match a.framing {
             Framing::Empty => {
                 let clean = conn.buf.is_empty();
-                match write_all(&mut self.io, &self.out, &mut self.timer)
+                write_all(&mut self.io, &self.out, &mut self.timer)
                     .await
-                    .reason()
-                {
-                    None => Ok(clean),
-                    Some(why) => Err(why),
-                }
+                    .to_client()
+                    .map(|()| clean)
             }
             Framing::Length(n) => self.relay_length(&mut conn, n, idle, &mut sent).await,
             Framing::Chunked => self.relay_chunked(&mut conn, idle, &mut sent).await,
@@ -332,26 +329,17 @@ impl<S: ClientIo> Client<S> {
         let have = (conn.buf.len() as u64).min(n) as usize;
         if have <= COALESCE {
             self.out.extend_from_slice(&conn.buf.bytes()[..have]);
-            if let Some(why) = write_all(&mut self.io, &self.out, &mut self.timer)
+            write_all(&mut self.io, &self.out, &mut self.timer)
                 .await
-                .reason()
-            {
-                return Err(why);
-            }
+                .to_client()?;
         } else {
-            if let Some(why) = write_all(&mut self.io, &self.out, &mut self.timer)
+            write_all(&mut self.io, &self.out, &mut self.timer)
                 .await
-                .reason()
-            {
-                return Err(why);
-            }
+                .to_client()?;
             let body = &conn.buf.bytes()[..have];
-            if let Some(why) = write_all(&mut self.io, body, &mut self.timer)
+            write_all(&mut self.io, body, &mut self.timer)
                 .await
-                .reason()
-            {
-                return Err(why);
-            }
+                .to_client()?;
         }
         conn.buf.consume(have);
         *sent += have as u64;
@@ -365,12 +353,9 @@ impl<S: ClientIo> Client<S> {
             }
             let take = (conn.buf.len() as u64).min(left) as usize;
             let chunk = &conn.buf.bytes()[..take];
-            if let Some(why) = write_all(&mut self.io, chunk, &mut self.timer)
+            write_all(&mut self.io, chunk, &mut self.timer)
                 .await
-                .reason()
-            {
-                return Err(why);
-            }
+                .to_client()?;
             conn.buf.consume(take);
             *sent += take as u64;
             left -= take as u64;
@@ -404,12 +389,9 @@ impl<S: ClientIo> Client<S> {
                 self.out.extend_from_slice(LAST_CHUNK);
             }
             if !self.out.is_empty() {
-                if let Some(why) = write_all(&mut self.io, &self.out, &mut self.timer)
+                write_all(&mut self.io, &self.out, &mut self.timer)
                     .await
-                    .reason()
-                {
-                    return Err(why);
-                }
+                    .to_client()?;
                 self.out.clear();
             }
             if dec.is_done() {
@@ -439,12 +421,9 @@ impl<S: ClientIo> Client<S> {
             conn.buf.consume(conn.buf.len());
             chunked::frame_at(&mut self.out, at);
             if !self.out.is_empty() {
-                if let Some(why) = write_all(&mut self.io, &self.out, &mut self.timer)
+                write_all(&mut self.io, &self.out, &mut self.timer)
                     .await
-                    .reason()
-                {
-                    return Err(why);
-                }
+                    .to_client()?;
                 self.out.clear();
             }
             self.timer.after(idle);
@@ -454,12 +433,9 @@ impl<S: ClientIo> Client<S> {
                 Up::End | Up::ClientGone => break,
             }
         }
-        if let Some(why) = write_all(&mut self.io, LAST_CHUNK, &mut self.timer)
+        write_all(&mut self.io, LAST_CHUNK, &mut self.timer)
             .await
-            .reason()
-        {
-            return Err(why);
-        }
+            .to_client()?;
         Ok(false)
     }
 
