@@ -355,3 +355,53 @@ async fn health_failures_name_the_cause_and_show_the_log() {
         .unwrap_err();
     assert!(e.to_string().contains("code 127"), "{e}");
 }
+
+/// Every sidecar.stop in the audit log answers a sidecar.start: a sidecar shut down before
+/// its task ever ran (omac start failing right after it asked for its sidecars) started
+/// nothing and reports nothing. Control: shut down after the start, it reports both.
+#[tokio::test(flavor = "current_thread")]
+async fn a_sidecar_shut_down_before_it_started_is_not_reported_stopped() {
+    let kinds = |events: &mut tokio::sync::broadcast::Receiver<SidecarEvent>| {
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            kinds.push(match e {
+                SidecarEvent::Spawned { .. } => "spawned",
+                SidecarEvent::Stopped { .. } => "stopped",
+                _ => continue,
+            });
+        }
+        kinds
+    };
+    let (tmp, run) = scratch();
+    let health = HealthSpec {
+        path: "/status".into(),
+        initial_delay: Duration::ZERO,
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(20),
+    };
+    let (_, sup) = bare_supervisor(&run);
+    let mut events = sup.events();
+    // On this single-threaded runtime the sidecar's task has not run yet.
+    let first = sup
+        .start_one(spec(
+            tmp.path(),
+            &["python3", "scripts/sidecar.py"],
+            health.clone(),
+        ))
+        .unwrap();
+    sup.shutdown().await;
+    assert!(first.await.is_err(), "no start was reported");
+    assert_eq!(kinds(&mut events), Vec::<&str>::new());
+
+    let (_, sup) = bare_supervisor(&run);
+    let mut events = sup.events();
+    sup.start(vec![spec(
+        tmp.path(),
+        &["python3", "scripts/sidecar.py"],
+        health,
+    )])
+    .await
+    .expect("healthy");
+    sup.shutdown().await;
+    assert_eq!(kinds(&mut events), ["spawned", "stopped"]);
+}

@@ -89,7 +89,7 @@ pub enum SidecarEvent {
         /// Restarts tried.
         restarts: u32,
     },
-    /// The sidecar was stopped by shutdown.
+    /// The sidecar, started at least once, was stopped by shutdown.
     Stopped {
         /// The skill.
         skill: String,
@@ -521,6 +521,8 @@ async fn run(
     let mut restarts: u32 = 0;
     let mut jitter = backoff::Jitter::new();
     let skill = spec.skill.clone();
+    // Stopped answers a Spawned: a sidecar shut down before it ever started reports neither.
+    let mut spawned = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -570,6 +572,7 @@ async fn run(
             port,
             restart: restarts,
         });
+        spawned = true;
         let health = tokio::select! {
             h = wait_healthy(&ctx, &spec, &mut child, port) => Some(h),
             _ = crate::server::stopped(&mut shutdown) => None,
@@ -668,7 +671,9 @@ async fn run(
             },
         );
     }
-    ctx.emit(SidecarEvent::Stopped { skill });
+    if spawned {
+        ctx.emit(SidecarEvent::Stopped { skill });
+    }
 }
 
 /// Marks the route `restarting` and waits the backoff; false when the sidecar should not come
