@@ -132,16 +132,18 @@ pub(crate) async fn proxy(
     rest: &str,
     req: Request<Incoming>,
 ) -> Response<FacadeBody> {
+    // An answer given before the sidecar's: logged with the request bytes forwarded so far.
+    let early = |r: Response<FacadeBody>, bytes_in: u64| {
+        ex.log_now(&r, Some(&route.mount), rest, bytes_in);
+        r
+    };
     let (mut parts, body) = req.into_parts();
     if content_length(&parts.headers).is_some_and(|n| n > route.max_body_bytes) {
         let r = refusal_closing(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
-        ex.log_now(&r, Some(&route.mount), rest, 0);
-        return r;
+        return early(r, 0);
     }
     let Some(uri) = upstream_uri(rest, parts.uri.query()) else {
-        let r = refusal(StatusCode::BAD_REQUEST, "bad-path");
-        ex.log_now(&r, Some(&route.mount), rest, 0);
-        return r;
+        return early(refusal(StatusCode::BAD_REQUEST, "bad-path"), 0);
     };
     upstream_headers(&mut parts.headers, route, target);
     parts.uri = uri;
@@ -159,28 +161,13 @@ pub(crate) async fn proxy(
     );
     let (resp, lease) = match send(shared, route, target, req, &stats).await {
         Ok(r) => r,
-        Err(f) => {
-            let r = failure_answer(f);
-            ex.log_now(
-                &r,
-                Some(&route.mount),
-                rest,
-                stats.bytes.load(Ordering::Relaxed),
-            );
-            return r;
-        }
+        Err(f) => return early(failure_answer(f), stats.bytes.load(Ordering::Relaxed)),
     };
     let (mut parts, body) = resp.into_parts();
     if !answer_framing(&mut parts.headers) {
         drop(lease);
         let r = refusal(StatusCode::BAD_GATEWAY, "upstream-error");
-        ex.log_now(
-            &r,
-            Some(&route.mount),
-            rest,
-            stats.bytes.load(Ordering::Relaxed),
-        );
-        return r;
+        return early(r, stats.bytes.load(Ordering::Relaxed));
     }
     strip_hop_by_hop(&mut parts.headers);
     let event_stream = parts

@@ -206,6 +206,14 @@ async fn pair(port: u16, idle: Duration) -> Pair {
     }
 }
 
+/// A fake sidecar giving `answer`, and the two facades routing `/up` to it with the route
+/// idle timeout `idle`.
+async fn sidecar_and_pair(answer: Answer, idle: Duration) -> (Sidecar, Pair) {
+    let side = sidecar(answer).await;
+    let p = pair(side.port, idle).await;
+    (side, p)
+}
+
 impl Pair {
     /// Shuts both down; the scratch directory lives as long as the returned value.
     async fn stop(mut self) -> tempfile::TempDir {
@@ -246,6 +254,31 @@ async fn answer(sock: &std::path::Path, bytes: &[u8]) -> String {
         }
     }
     rest.to_string()
+}
+
+/// Opens a connection to `sock` and writes `bytes` on it.
+async fn send_raw(sock: &std::path::Path, bytes: &[u8]) -> UnixStream {
+    let mut s = UnixStream::connect(sock).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+/// Reads from `s` until the facade closes it, which must happen `within`; the bytes as text.
+async fn read_until_closed(s: &mut UnixStream, within: Duration) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut out))
+        .await
+        .expect("the connection closed in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A POST of `body` to `uri`, as a client sends it.
+fn post(uri: &str, body: &str) -> Request<Full<bytes::Bytes>> {
+    Request::post(uri)
+        .header("host", "x")
+        .body(Full::new(bytes::Bytes::from(body.to_owned())))
+        .unwrap()
 }
 
 fn final_answer_complete(out: &[u8]) -> bool {
@@ -362,8 +395,7 @@ async fn the_ambiguity_probe_notices_smuggling_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_the_same_answer_on_both_paths() {
-    let side = sidecar(echo).await;
-    let p = pair(side.port, Duration::from_secs(30)).await;
+    let (side, p) = sidecar_and_pair(echo, Duration::from_secs(30)).await;
     let big = format!(
         "GET /up/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "b".repeat(140_000)
@@ -552,8 +584,7 @@ fn odd(req: &[u8]) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_sidecar_answers_reach_the_client_alike_on_both_paths() {
-    let side = sidecar(odd).await;
-    let p = pair(side.port, Duration::from_secs(30)).await;
+    let (_side, p) = sidecar_and_pair(odd, Duration::from_secs(30)).await;
     for path in [
         "/chunked",
         "/close",
@@ -697,9 +728,7 @@ async fn the_facades_own_answers_are_the_same_bytes_on_both_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order() {
-    let side = sidecar(echo).await;
-    let p = pair(side.port, Duration::from_secs(30)).await;
-    let mut s = UnixStream::connect(&p.fast_sock).await.unwrap();
+    let (_side, p) = sidecar_and_pair(echo, Duration::from_secs(30)).await;
     let mut all = Vec::new();
     for i in 0..5 {
         all.extend_from_slice(
@@ -711,13 +740,8 @@ async fn pipelined_requests_are_answered_in_order() {
         b"POST /up/5 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n5\r\n0\r\n\r\n",
     );
     all.extend_from_slice(b"GET /up/6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(&all).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
-        .await
-        .expect("all answers")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    let mut s = send_raw(&p.fast_sock, &all).await;
+    let text = read_until_closed(&mut s, Duration::from_secs(20)).await;
     let order: Vec<usize> = (0..7)
         .map(|i| text.find(&format!(" /{i} HTTP/1.1")).expect("answer"))
         .collect();
@@ -728,13 +752,10 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_in_pieces_or_too_slow() {
-    let side = sidecar(echo).await;
-    let p = pair(side.port, Duration::from_millis(600)).await;
+    let (_side, p) = sidecar_and_pair(echo, Duration::from_millis(600)).await;
     // The head first, the body in three writes: forwarded whole.
-    let mut s = UnixStream::connect(&p.fast_sock).await.unwrap();
-    s.write_all(b"POST /up/a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
-        .await
-        .unwrap();
+    let head = b"POST /up/a HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n";
+    let mut s = send_raw(&p.fast_sock, head).await;
     for part in [&b"abc"[..], b"def", b"ghi"] {
         tokio::time::sleep(Duration::from_millis(50)).await;
         s.write_all(part).await.unwrap();
@@ -751,16 +772,9 @@ async fn bodies_in_pieces_or_too_slow() {
     }
     // A client that stops half-way gets 408 and the connection closes, on both paths.
     for sock in [&p.fast_sock, &p.general_sock] {
-        let mut s = UnixStream::connect(sock).await.unwrap();
-        s.write_all(b"POST /up/b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out);
+        let cut = b"POST /up/b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
+        let mut s = send_raw(sock, cut).await;
+        let text = read_until_closed(&mut s, Duration::from_secs(10)).await;
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
         assert!(text.contains("x-omac-reason: request-idle"), "{text}");
     }
@@ -768,11 +782,7 @@ async fn bodies_in_pieces_or_too_slow() {
     let big = "z".repeat(200_000);
     for sock in [&p.fast_sock, &p.general_sock] {
         let mut c = Client::connect(sock).await;
-        let req = Request::post("/up/big")
-            .header("host", "x")
-            .body(Full::new(bytes::Bytes::from(big.clone())))
-            .unwrap();
-        let (st, _, body) = collect(c.send(req).await.unwrap()).await;
+        let (st, _, body) = collect(c.send(post("/up/big", &big)).await.unwrap()).await;
         assert_eq!(st, 200);
         assert!(body.ends_with(big.as_bytes()));
     }
@@ -821,10 +831,7 @@ async fn stale_sidecar_connections_and_non_idempotent_requests() {
     let p = pair(port, Duration::from_secs(30)).await;
     let mut c = Client::connect(&p.fast_sock).await;
     for i in 0..4 {
-        let req = Request::post(format!("/up/{i}"))
-            .header("host", "x")
-            .body(Full::new(bytes::Bytes::from("post")))
-            .unwrap();
+        let req = post(&format!("/up/{i}"), "post");
         let (st, _, body) = collect(c.send(req).await.unwrap()).await;
         assert_eq!(st, 200, "request {i}");
         assert!(body.ends_with(b"post"));
@@ -864,29 +871,18 @@ async fn stale_sidecar_connections_and_non_idempotent_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_and_shutdown_end_fast_connections() {
-    let side = sidecar(echo).await;
-    let p = pair(side.port, Duration::from_secs(30)).await;
+    let (_side, p) = sidecar_and_pair(echo, Duration::from_secs(30)).await;
     // Connection: close is answered with connection: close, then the connection ends.
-    let mut s = UnixStream::connect(&p.fast_sock).await.unwrap();
-    s.write_all(b"GET /up/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    let closing = b"GET /up/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut s = send_raw(&p.fast_sock, closing).await;
+    let text = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         text.to_ascii_lowercase().contains("connection: close"),
         "{text}"
     );
     // An idle keep-alive connection is closed when the facade shuts down.
-    let mut s = UnixStream::connect(&p.fast_sock).await.unwrap();
-    s.write_all(b"GET /up/a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = send_raw(&p.fast_sock, b"GET /up/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut buf = vec![0u8; 65536];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -911,15 +907,11 @@ async fn connection_close_and_shutdown_end_fast_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fast_path_logs_every_exchange() {
-    let side = sidecar(odd).await;
-    let p = pair(side.port, Duration::from_secs(30)).await;
+    let (_side, p) = sidecar_and_pair(odd, Duration::from_secs(30)).await;
     let mut c = Client::connect(&p.fast_sock).await;
     c.get("/up/chunked").await;
     c.get("/up/twolengths").await;
-    let req = Request::post("/up/withdate?secret=q")
-        .header("host", "x")
-        .body(Full::new(bytes::Bytes::from("12345")))
-        .unwrap();
+    let req = post("/up/withdate?secret=q", "12345");
     collect(c.send(req).await.unwrap()).await;
     let log = p.fast_log.clone();
     let _keep = p.stop().await;

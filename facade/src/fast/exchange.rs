@@ -8,19 +8,18 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::plan::{Plan, BODY_MAX};
-use super::{render, Client, ClientIo, Next};
+use super::{render, Client, ClientIo, Next, Request};
 use crate::chunked::{self, Decoder, LAST_CHUNK, SIZE_ROOM};
 use crate::deadline::Deadline;
 use crate::handler::Shared;
 use crate::pool::Slot;
 use crate::raw_upstream::{self, RawConn};
-use crate::request_head::Head;
 use crate::response_head::{self, Answer, Framing, Read, MAX_HEAD};
 use crate::upstream::Failure;
 
@@ -118,16 +117,16 @@ enum Sent {
 
 impl<S: ClientIo> Client<S> {
     /// Forwards the planned request and relays the answer.
-    pub(super) async fn exchange(
-        &mut self,
-        shared: &Shared,
-        head: &Head,
-        plan: &Plan,
-        started: Instant,
-        arrived: Option<SystemTime>,
-    ) -> Next {
+    pub(super) async fn exchange(&mut self, shared: &Shared, req: &Request<'_>) -> Next {
+        let (plan, started) = (req.plan, req.started);
         self.out.clear();
-        render::request(&mut self.out, self.inb.bytes(), head, &self.fields, plan);
+        render::request(
+            &mut self.out,
+            self.inb.bytes(),
+            req.head,
+            &self.fields,
+            plan,
+        );
         let slot = shared.raw.slot(plan.port);
         self.timer
             .set(tokio::time::Instant::from_std(started) + plan.route.idle_timeout);
@@ -135,26 +134,18 @@ impl<S: ClientIo> Client<S> {
         let (conn, answer) = loop {
             let mut conn = match raw_upstream::get(&slot, shared.connect_timeout, fresh).await {
                 Ok(c) => c,
-                Err(f) => {
-                    return self
-                        .refuse(shared, head, plan, started, arrived, f, 0)
-                        .await
-                }
+                Err(f) => return self.refuse(shared, req, f, 0).await,
             };
             match self.send(&mut conn, plan, shared.max_head).await {
                 Ok(a) => break (conn, a),
                 Err(Sent::Stale) if !fresh => fresh = true,
                 Err(Sent::Stale) => {
                     let n = plan.body_len as u64;
-                    return self
-                        .refuse(shared, head, plan, started, arrived, Failure::Other, n)
-                        .await;
+                    return self.refuse(shared, req, Failure::Other, n).await;
                 }
                 Err(Sent::Failed(f)) => {
                     let n = plan.body_len as u64;
-                    return self
-                        .refuse(shared, head, plan, started, arrived, f, n)
-                        .await;
+                    return self.refuse(shared, req, f, n).await;
                 }
                 Err(Sent::ClientGone) => return Next::Close,
             }
@@ -163,8 +154,7 @@ impl<S: ClientIo> Client<S> {
         slot.record(t_head.saturating_duration_since(started));
         self.timer
             .set(tokio::time::Instant::from_std(t_head) + plan.route.idle_timeout);
-        self.relay(shared, head, plan, started, arrived, conn, answer, &slot)
-            .await
+        self.relay(shared, req, conn, answer, &slot).await
     }
 
     /// Writes the request and reads the answer head, watching the client meanwhile (its
@@ -253,18 +243,15 @@ impl<S: ClientIo> Client<S> {
 
     /// Writes the answer head and relays the body; logs the exchange and returns the
     /// sidecar connection to the pool when it can carry another request.
-    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &mut self,
         shared: &Shared,
-        head: &Head,
-        plan: &Plan,
-        started: Instant,
-        arrived: Option<SystemTime>,
+        req: &Request<'_>,
         mut conn: RawConn,
         a: Answer,
         slot: &Arc<Slot<RawConn>>,
     ) -> Next {
+        let plan = req.plan;
         let close = plan.close || shared.stop.flag.load(Ordering::Relaxed);
         let idle = plan.route.idle_timeout;
         self.out.clear();
@@ -301,11 +288,8 @@ impl<S: ClientIo> Client<S> {
         }
         self.log(
             shared,
-            head,
-            plan,
-            started,
+            req,
             end,
-            arrived,
             a.status,
             plan.body_len as u64,
             sent,
@@ -441,17 +425,14 @@ impl<S: ClientIo> Client<S> {
 
     /// Answers a failed exchange as the general path does (the same status, reason, fields
     /// and body) and logs it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn refuse(
         &mut self,
         shared: &Shared,
-        head: &Head,
-        plan: &Plan,
-        started: Instant,
-        arrived: Option<SystemTime>,
+        req: &Request<'_>,
         f: Failure,
         bytes_in: u64,
     ) -> Next {
+        let plan = req.plan;
         let (status, reason, closing) = match f {
             Failure::Refused => (StatusCode::SERVICE_UNAVAILABLE, "sidecar-down", false),
             Failure::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout", false),
@@ -465,11 +446,8 @@ impl<S: ClientIo> Client<S> {
         let end = Instant::now();
         self.log(
             shared,
-            head,
-            plan,
-            started,
+            req,
             end,
-            arrived,
             status.as_u16(),
             bytes_in,
             body,

@@ -119,6 +119,46 @@ enum Event {
     Stop,
 }
 
+/// Reads once from `io` into `room`: the bytes read, a failed read, `timer` expiring, or
+/// (when given, checked last) `stop` completing.
+async fn read_event<R: AsyncRead + Unpin>(
+    io: &mut R,
+    room: &mut [u8],
+    timer: &mut Deadline,
+    mut stop: Option<Pin<&mut OwnedNotified>>,
+) -> Event {
+    std::future::poll_fn(|cx| {
+        let mut rb = ReadBuf::new(&mut room[..]);
+        match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Event::Read(rb.filled().len())),
+            Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+            Poll::Pending => {}
+        }
+        if timer.poll_expired(cx).is_ready() {
+            return Poll::Ready(Event::Timeout);
+        }
+        if let Some(stop) = stop.as_mut() {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Stop);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// One request being served: its head and plan, and when it started (for the access log).
+struct Request<'a> {
+    /// Its parsed head (offsets into the client's read buffer).
+    head: &'a Head,
+    /// How it is forwarded.
+    plan: &'a plan::Plan,
+    /// When its head was complete.
+    started: Instant,
+    /// The wall-clock time of `started`, read only when there is an access log.
+    arrived: Option<SystemTime>,
+}
+
 impl<S: ClientIo> Client<S> {
     /// Serves one request (or hands the connection over).
     async fn one(&mut self, shared: &Shared, stop: Pin<&mut OwnedNotified>) -> Next {
@@ -137,6 +177,12 @@ impl<S: ClientIo> Client<S> {
         ) else {
             return Next::HandOver;
         };
+        let req = Request {
+            head: &head,
+            plan: &plan,
+            started,
+            arrived,
+        };
         let total = head.len + plan.body_len;
         if self.inb.len() < total {
             if let Err(stop) = self.read_body(total, plan.route.idle_timeout).await {
@@ -144,21 +190,13 @@ impl<S: ClientIo> Client<S> {
                     // The client stopped sending its body: as the general path answers.
                     let bytes_in = (self.inb.len() - head.len) as u64;
                     return self
-                        .refuse(
-                            shared,
-                            &head,
-                            &plan,
-                            started,
-                            arrived,
-                            Failure::ClientIdle,
-                            bytes_in,
-                        )
+                        .refuse(shared, &req, Failure::ClientIdle, bytes_in)
                         .await;
                 }
                 return Next::Close;
             }
         }
-        let next = self.exchange(shared, &head, &plan, started, arrived).await;
+        let next = self.exchange(shared, &req).await;
         self.inb.consume(total);
         self.inb.shrink();
         if self.out.capacity() > OUT_KEEP {
@@ -200,22 +238,9 @@ impl<S: ClientIo> Client<S> {
             }
             let Client { io, inb, timer, .. } = self;
             let room = inb.room(shared.max_head);
-            let ev = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut room[..]);
-                match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Event::Read(rb.filled().len())),
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
-                    Poll::Pending => {}
-                }
-                if timer.poll_expired(cx).is_ready() {
-                    return Poll::Ready(Event::Timeout);
-                }
-                if idle && stop.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Stop);
-                }
-                Poll::Pending
-            })
-            .await;
+            // Only an idle connection watches the stop signal.
+            let watch = if idle { Some(stop.as_mut()) } else { None };
+            let ev = read_event(io, room, timer, watch).await;
             match ev {
                 Event::Read(n) if n > 0 => inb.advance(n),
                 // End of stream (between requests, or inside a head: hyper answers neither),
@@ -232,19 +257,7 @@ impl<S: ClientIo> Client<S> {
             self.timer.after(idle);
             let Client { io, inb, timer, .. } = self;
             let room = inb.room(total.max(IN_BASE));
-            let ev = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut room[..]);
-                match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Event::Read(rb.filled().len())),
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
-                    Poll::Pending => {}
-                }
-                if timer.poll_expired(cx).is_ready() {
-                    return Poll::Ready(Event::Timeout);
-                }
-                Poll::Pending
-            })
-            .await;
+            let ev = read_event(io, room, timer, None).await;
             match ev {
                 Event::Read(n) if n > 0 => inb.advance(n),
                 Event::Timeout => return Err(BodyStop::Idle),
@@ -259,22 +272,20 @@ impl<S: ClientIo> Client<S> {
     fn log(
         &mut self,
         shared: &Shared,
-        head: &Head,
-        plan: &plan::Plan,
-        started: Instant,
+        req: &Request<'_>,
         end: Instant,
-        arrived: Option<SystemTime>,
         status: u16,
         bytes_in: u64,
         bytes_out: u64,
         reason: Option<&'static str>,
     ) {
         self.last = end;
-        let (Some(log), Some(arrived)) = (&shared.log, arrived) else {
+        let (Some(log), Some(arrived)) = (&shared.log, req.arrived) else {
             return;
         };
+        let (head, plan) = (req.head, req.plan);
         let buf = self.inb.bytes();
-        let took = end.saturating_duration_since(started);
+        let took = end.saturating_duration_since(req.started);
         log.write_line(&Line {
             arrived,
             transport: self.transport.name(),
