@@ -849,3 +849,90 @@ fn a_mask_over_a_run_time_socket_hides_it() {
     let o = run_with_socket(&b);
     assert_eq!(stdout(&o), "hidden\n", "{}", text(&o));
 }
+
+/// `Cpus_allowed_list` of a /proc status file.
+fn cpus_of(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The CPUs each thread of `pid` may use (empty once it is gone).
+fn thread_cpus(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| cpus_of(&s))
+        .collect()
+}
+
+/// Runs a bundle whose agent prints its CPUs and waits for a line, with omac restricted to
+/// `only` CPU (None: the CPUs this test has). Returns what the agent printed and what omac's
+/// threads were allowed once it did (waiting up to 2 s for omac to widen them again).
+fn cpus_seen(
+    env: &Env,
+    b: &std::path::Path,
+    only: Option<usize>,
+    want: &str,
+) -> (String, Vec<String>) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut c = env.omac();
+    c.arg("run")
+        .arg(b)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(cpu) = only {
+        // SAFETY: the hook only calls sched_setaffinity (async-signal-safe).
+        unsafe {
+            c.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                Ok(())
+            });
+        }
+    }
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut omac = thread_cpus(pid);
+    while omac.iter().any(|c| c != want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        omac = thread_cpus(pid);
+    }
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    (line.trim().to_string(), omac)
+}
+
+#[test]
+fn the_agent_and_omac_keep_the_cpus_omac_was_given() {
+    // omac builds the sandbox on a CPU of its own while it prepares the session on another
+    // (see runtime/src/cpus.rs); the agent, and omac's threads once the agent runs, get
+    // back every CPU omac was given.
+    let env = Env::new();
+    let probe = "grep Cpus_allowed_list /proc/self/status; read x";
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", probe]);
+    let mine = cpus_of(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let (agent, omac) = cpus_seen(&env, &b, None, &mine);
+    assert_eq!(cpus_of(&agent), mine, "the agent's CPUs: {agent}");
+    assert!(!omac.is_empty(), "omac's threads were read");
+    assert!(
+        omac.iter().all(|c| *c == mine),
+        "omac's threads: {omac:?}, want {mine}"
+    );
+    // Control: the probe reports a restriction that is really there.
+    let (agent, omac) = cpus_seen(&env, &b, Some(0), "0");
+    assert_eq!(cpus_of(&agent), "0", "{agent}");
+    assert!(omac.iter().all(|c| c == "0"), "{omac:?}");
+}

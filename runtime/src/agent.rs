@@ -24,6 +24,8 @@ fn die(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>
 /// Becomes the agent: never returns.
 pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
     sys::name_thread(c"omac-agent");
+    // The CPUs omac had, not the one its sandbox was built on.
+    crate::cpus::restore_self();
     // init reset every disposition; the agent only has to unblock what init supervises.
     let _ = sys::set_signal_mask(&sys::sigset(&[]));
     if !ctx.attached {

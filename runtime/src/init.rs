@@ -124,7 +124,7 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
         }
         pid => {
             ctx.rep.debug(|| "agent forked".to_string());
-
+            crate::cpus::restore_self();
             pid
         }
     };

@@ -22,6 +22,7 @@ mod agent;
 mod bridge;
 mod caps;
 mod cgroup;
+mod cpus;
 mod error;
 pub mod fallback;
 mod init;

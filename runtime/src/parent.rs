@@ -101,9 +101,18 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
     }
     let plan_r = dup_high(plan_r)?;
     let report_w = dup_high(report_w)?;
+    let split = crate::cpus::plan();
     match sys::clone_fork(0, None)? {
-        sys::Forked::Parent(pid) => Ok(pid),
+        sys::Forked::Parent(pid) => {
+            if let Some(s) = split {
+                s.pin_omac();
+            }
+            Ok(pid)
+        }
         sys::Forked::Child => {
+            if let Some(s) = split {
+                s.pin_stage();
+            }
             // SAFETY: our own descriptors; dup2 clears close-on-exec on the copies.
             let placed = unsafe {
                 libc::dup2(plan_r.as_raw_fd(), PLAN_FD) == PLAN_FD
@@ -452,6 +461,7 @@ fn relay(
             }
         }
     }
+    crate::cpus::restore_process();
     crate::mounts::remove_created(&created);
     Ok((enforcement, exit, fail))
 }
@@ -505,6 +515,10 @@ fn handle(
             }
         }
         Msg::Layer { name, status } => {
+            // The agent's last report before it exec's: the sandbox's start is done.
+            if name == "seccomp" {
+                crate::cpus::restore_process();
+            }
             if verbose {
                 tracing::info!("{name}: {:?} ({})", status.level, status.detail);
             }

@@ -128,6 +128,8 @@ pub fn dismiss() {
 }
 
 fn end(p: Prestarted) {
+    // No sandbox starts from this stage: omac gets its CPUs back.
+    crate::cpus::restore_process();
     drop(p.plan_w);
     let mut status = 0;
     // SAFETY: reaping our own child, which exits on the closed pipe.

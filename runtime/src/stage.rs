@@ -180,6 +180,8 @@ fn run_plan(head: &Head, body: Body, rep: Reporter) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // init is on its way; the stage only waits from here.
+    crate::cpus::restore_self();
     let init = launched.init;
     let code = loop {
         let mut pfd = libc::pollfd {
