@@ -936,3 +936,34 @@ fn the_agent_and_omac_keep_the_cpus_omac_was_given() {
     assert_eq!(cpus_of(&agent), "0", "{agent}");
     assert!(omac.iter().all(|c| c == "0"), "{omac:?}");
 }
+
+/// The stage clones init ahead into the namespaces omac's bundles ask for (see
+/// runtime/src/ahead.rs). A bundle that asks for others gets exactly those: here it
+/// shares the host's ipc namespace, and init cloned ahead (in a new one) is replaced;
+/// control: the default bundle gets a new ipc namespace. No process is left either way.
+#[test]
+fn a_bundle_with_other_namespaces_than_init_cloned_ahead_gets_its_own() {
+    let env = Env::new();
+    let host = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let host = host.to_string_lossy().into_owned();
+    let b = bundle_of(&env, "default", &["/bin/readlink", "/proc/self/ns/ipc"]);
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let own = stdout(&o).trim().to_string();
+    assert!(own.starts_with("ipc:["), "{}", text(&o));
+    assert_ne!(
+        own, host,
+        "control: the default bundle has its own ipc namespace"
+    );
+    edit_config(&b, |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "ipc")
+    });
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o).trim(), host, "{}", text(&o));
+    let left = command_lines_with(&b.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}

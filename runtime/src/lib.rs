@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod ahead;
 mod bridge;
 mod caps;
 mod cgroup;
@@ -224,5 +225,5 @@ impl std::fmt::Debug for Started {
 /// The stage's entry point: the omac binary calls it, before anything else, when its first
 /// argument is [`STAGE_ARG`]. Never returns.
 pub fn stage_main() -> ! {
-    stage::main()
+    stage::main(false)
 }

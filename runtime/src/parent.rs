@@ -128,7 +128,7 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
             // SAFETY: single-threaded (checked before the fork): nothing reads the
             // environment meanwhile.
             unsafe { libc::clearenv() };
-            crate::stage::main()
+            crate::stage::main(true)
         }
     }
 }
@@ -293,7 +293,7 @@ fn inline(
     let sigfd = crate::stage::block_for_supervision(opts.forward_signals).map_err(Error::Spawn)?;
     let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
     let rep = crate::wire::Reporter::new(report_w.as_raw_fd(), plan.verbose, plan.t0);
-    let launched = crate::stage::launch(head, crate::stage::Body::Ready(run), rep);
+    let launched = crate::stage::launch(head, crate::stage::Body::Ready(run), rep, None);
     // From here only init and the agent write reports: their end of the pipe is the end.
     drop(report_w);
     let result = match launched {

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
+use crate::ahead::{self, Ahead};
 use crate::cgroup::{self, Placement};
 use crate::fallback;
 use crate::mounts;
@@ -38,14 +39,15 @@ pub struct Ctx {
     pub moved_ports: Vec<(u16, u16)>,
 }
 
-/// The stage's entry point.
-pub fn main() -> ! {
+/// The stage's entry point. A stage forked `ahead` of its plan clones init into the usual
+/// namespaces while it waits for the plan (see `ahead`).
+pub fn main(ahead: bool) -> ! {
     sys::name_thread(c"omac-stage");
-    let code = stage();
+    let code = stage(ahead);
     sys::exit_now(code)
 }
 
-fn stage() -> i32 {
+fn stage(ahead: bool) -> i32 {
     let rep = Reporter::new(REPORT_FD, false, 0);
     if sys::set_cloexec(PLAN_FD, true).is_err() || sys::set_cloexec(REPORT_FD, true).is_err() {
         eprintln!("omac: the sandbox stage is started by omac run, not by hand");
@@ -53,6 +55,8 @@ fn stage() -> i32 {
     }
     // Nothing the omac process had open reaches the sandbox.
     let _ = sys::close_range(REPORT_FD as u32 + 1, u32::MAX, 0);
+    // Killed and reaped, when dropped unclaimed, on every way out of this function.
+    let ahead = if ahead { Ahead::clone() } else { None };
     // The first line; a run's plan follows (see `Body`).
     let (line, rest) = match sys::read_line(PLAN_FD) {
         Ok(b) => b,
@@ -85,6 +89,7 @@ fn stage() -> i32 {
     rep.debug(|| "stage started".to_string());
     match plan.task {
         Task::Probe => {
+            drop(ahead);
             // SAFETY: the plan descriptor is ours.
             unsafe { libc::close(PLAN_FD) };
             crate::probe::stage(&rep)
@@ -96,6 +101,7 @@ fn stage() -> i32 {
                 buffered: rest,
             },
             rep,
+            ahead.map(|a| (a, line)),
         ),
     }
 }
@@ -168,7 +174,7 @@ fn has(list: &[String], item: &str) -> bool {
 }
 
 /// The stage's whole job: launch init, forward signals to it until it exits, clean up.
-fn run_plan(head: &Head, body: Body, rep: Reporter) -> i32 {
+fn run_plan(head: &Head, body: Body, rep: Reporter, ahead: Option<(Ahead, Vec<u8>)>) -> i32 {
     let sigfd = match block_for_supervision(true) {
         Ok(fd) => fd,
         Err(e) => {
@@ -176,7 +182,7 @@ fn run_plan(head: &Head, body: Body, rep: Reporter) -> i32 {
             return 7;
         }
     };
-    let launched = match launch(head, body, rep) {
+    let launched = match launch(head, body, rep, ahead) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -205,14 +211,20 @@ fn run_plan(head: &Head, body: Body, rep: Reporter) -> i32 {
 /// Blocks the forwarded signals and SIGCHLD (init inherits the mask) and returns a
 /// signalfd for them.
 pub fn block_for_supervision(forward: bool) -> io::Result<OwnedFd> {
+    let signals = supervised(forward);
+    sys::block_signals(&signals)?;
+    sys::signalfd(&signals)
+}
+
+/// The signals [`block_for_supervision`] blocks.
+pub(crate) fn supervised(forward: bool) -> Vec<libc::c_int> {
     let mut signals = if forward {
         FORWARDED_SIGNALS.to_vec()
     } else {
         Vec::new()
     };
     signals.push(libc::SIGCHLD);
-    sys::block_signals(&signals)?;
-    sys::signalfd(&signals)
+    signals
 }
 
 /// A started sandbox: init's pid and what to clean up once it is gone.
@@ -281,9 +293,14 @@ impl Launched {
 /// Everything up to a running init: the cgroup, the user namespace (or the fallback),
 /// init cloned into the new namespaces. The caller must be single-threaded and must have
 /// called [`block_for_supervision`]. Only `head` is needed up to the clone (the fallback
-/// reads `body` first); init gets `body`. On failure the report says why; the exit code is
-/// returned.
-pub fn launch(head: &Head, body: Body, rep: Reporter) -> Result<Launched, i32> {
+/// reads `body` first); init gets `body`. init cloned `ahead` is taken when it suits `head`
+/// (and killed otherwise). On failure the report says why; the exit code is returned.
+pub fn launch(
+    head: &Head,
+    body: Body,
+    rep: Reporter,
+    ahead: Option<(Ahead, Vec<u8>)>,
+) -> Result<Launched, i32> {
     // SAFETY: getpid cannot fail.
     let tag = unsafe { libc::getpid() }.to_string();
     let (placement, cg_status) = match cgroup::setup(head.resources.as_ref(), &tag) {
@@ -301,6 +318,18 @@ pub fn launch(head: &Head, body: Body, rep: Reporter) -> Result<Launched, i32> {
         }
     };
     rep.layer("cgroups", cg_status);
+    let body = match ahead {
+        Some((init, line))
+            if placement.is_none() && namespace_flags(head, false).0 == ahead::FLAGS =>
+        {
+            match claim(init, head, &line, body, &rep) {
+                Ok(launched) => return Ok(launched),
+                Err(body) => body,
+            }
+        }
+        // Dropped: killed.
+        _ => body,
+    };
     let (ctx, flags, body) = match userns::enter(&head.uid_map, &head.gid_map, head.allow_setgroups)
     {
         Ok(()) => {
@@ -351,8 +380,9 @@ pub fn launch(head: &Head, body: Body, rep: Reporter) -> Result<Launched, i32> {
     }
 }
 
-fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
-    let ns = |k: &str| has(&head.namespaces, k);
+/// The clone flags for `head`'s namespaces (the cgroup namespace is entered by init itself
+/// once it sits in its cgroup, when `placed`) and their names, the user namespace first.
+fn namespace_flags(head: &Head, placed: bool) -> (u64, Vec<&'static str>) {
     let mut flags = 0u64;
     let mut names = vec!["user"];
     for (kind, flag) in [
@@ -364,14 +394,19 @@ fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
         ("cgroup", libc::CLONE_NEWCGROUP),
         ("time", libc::CLONE_NEWTIME),
     ] {
-        if ns(kind) {
+        if has(&head.namespaces, kind) {
             names.push(kind);
-            // The cgroup namespace is entered by init once it sits in its cgroup.
             if !(kind == "cgroup" && placed) {
                 flags |= flag as u64;
             }
         }
     }
+    (flags, names)
+}
+
+fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
+    let ns = |k: &str| has(&head.namespaces, k);
+    let (flags, names) = namespace_flags(head, placed);
     let missing: Vec<&str> = ["pid", "network", "ipc", "uts", "cgroup"]
         .into_iter()
         .filter(|k| !ns(k))
@@ -400,6 +435,42 @@ fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
         moved_ports: Vec::new(),
     };
     (ctx, flags)
+}
+
+/// Takes init cloned ahead for `head` (which asks for its namespaces and no cgroup): maps
+/// its ids, hands it the head and what followed it. When that fails, init is killed and
+/// the body given back: the usual way then says why, or falls back, as it would have.
+fn claim<'a>(
+    init: Ahead,
+    head: &Head,
+    line: &[u8],
+    body: Body<'a>,
+    rep: &Reporter,
+) -> Result<Launched, Body<'a>> {
+    let Body::Pipe { fd, buffered } = body else {
+        return Err(body);
+    };
+    match init.claim(head, line, &buffered) {
+        Ok((pid, life)) => {
+            // init reads the rest of the plan; the stage has no use for the descriptor.
+            // SAFETY: the plan descriptor is ours.
+            unsafe { libc::close(fd) };
+            // The report of the usual way (the Ctx is init's own).
+            drop(namespaced(head, *rep, false));
+            rep.debug(|| "init cloned ahead; ids mapped".to_string());
+            Ok(Launched {
+                init: pid,
+                status: std::cell::Cell::new(None),
+                _life: life,
+                placement: None,
+                private_tmp: None,
+            })
+        }
+        Err(why) => {
+            rep.debug(|| format!("init cloned ahead not taken: {why}"));
+            Err(Body::Pipe { fd, buffered })
+        }
+    }
 }
 
 fn fallback_ctx(plan: &RunPlan, rep: Reporter, cause: userns::Cause) -> Result<Ctx, i32> {
@@ -489,7 +560,7 @@ fn private_tmp() -> io::Result<PathBuf> {
 }
 
 /// Whether the stage's end of the life pipe is closed (the stage is gone).
-fn stage_gone(life: &OwnedFd) -> bool {
+pub(crate) fn stage_gone(life: &OwnedFd) -> bool {
     let mut pfd = libc::pollfd {
         fd: life.as_raw_fd(),
         events: libc::POLLIN,
@@ -544,53 +615,8 @@ fn clone_init(
         Ok(Forked::Child) => {
             sys::name_thread(c"omac-init");
             drop(life_w);
-            // Until it has its plan, init dies with the stage: a run called off after the
-            // plan was sent (omac killed the stage) must not go on unsupervised. The life
-            // pipe tells whether the stage died before this.
-            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
-            if stage_gone(&life_r) {
-                sys::exit_now(1);
-            }
             ctx.life = Some(life_r);
-            crate::init::prepare_namespaces(&ctx);
-            let begun = view.map(|v| match mounts::begin(v, &ctx.rep) {
-                Ok(b) => b,
-                Err(e) => {
-                    ctx.rep.fail(&e.step, e.message, e.fix);
-                    sys::exit_now(1)
-                }
-            });
-            let plan = match body.read() {
-                Ok(Some(p)) => Some(p),
-                // omac gave up on the run before sending it: nothing to run.
-                Ok(None) => None,
-                Err(e) => {
-                    ctx.rep.fail(
-                        "read the plan",
-                        e,
-                        "the omac binary changed during the run; retry",
-                    );
-                    None
-                }
-            };
-            let plan = match (plan, view) {
-                (Some(p), Some(v)) if *v != p.view => {
-                    ctx.rep.fail(
-                        "read the plan",
-                        "the plan's view is not the one its head announced",
-                        "report this as a bug",
-                    );
-                    None
-                }
-                (p, _) => p,
-            };
-            let Some(plan) = plan else {
-                if let Some(b) = begun {
-                    b.abandon();
-                }
-                sys::exit_now(1)
-            };
-            crate::init::main(&plan, ctx, begun)
+            init_child(body, view, ctx)
         }
         Ok(Forked::Parent(pid)) => {
             if let Body::Pipe { fd, .. } = body {
@@ -613,4 +639,56 @@ fn clone_init(
             Err(7)
         }
     }
+}
+
+/// init, cloned: dies with the stage until it has its plan, builds the bundle's `view`
+/// (when namespaced) while the rest of the plan is on its way, reads it from `body`, then
+/// runs (see `init::main`).
+pub(crate) fn init_child(body: Body, view: Option<&View>, ctx: Ctx) -> ! {
+    // Until it has its plan, init dies with the stage: a run called off after the plan was
+    // sent (omac killed the stage) must not go on unsupervised. The life pipe tells whether
+    // the stage died before this.
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    if ctx.life.as_ref().is_none_or(stage_gone) {
+        sys::exit_now(1);
+    }
+    crate::init::prepare_namespaces(&ctx);
+    let begun = view.map(|v| match mounts::begin(v, &ctx.rep) {
+        Ok(b) => b,
+        Err(e) => {
+            ctx.rep.fail(&e.step, e.message, e.fix);
+            sys::exit_now(1)
+        }
+    });
+    let plan = match body.read() {
+        Ok(Some(p)) => Some(p),
+        // omac gave up on the run before sending it: nothing to run.
+        Ok(None) => None,
+        Err(e) => {
+            ctx.rep.fail(
+                "read the plan",
+                e,
+                "the omac binary changed during the run; retry",
+            );
+            None
+        }
+    };
+    let plan = match (plan, view) {
+        (Some(p), Some(v)) if *v != p.view => {
+            ctx.rep.fail(
+                "read the plan",
+                "the plan's view is not the one its head announced",
+                "report this as a bug",
+            );
+            None
+        }
+        (p, _) => p,
+    };
+    let Some(plan) = plan else {
+        if let Some(b) = begun {
+            b.abandon();
+        }
+        sys::exit_now(1)
+    };
+    crate::init::main(&plan, ctx, begun)
 }

@@ -146,8 +146,20 @@ pub fn enter(
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
         return Err(diagnose(&io::Error::last_os_error()));
     }
-    let write = |path: &str, text: &str| {
-        sys::write_file(path, text).map_err(|e| Cause {
+    map("self", uid_map, gid_map, allow_setgroups)
+}
+
+/// Writes the id maps of the user namespace `/proc/<proc>` is in: `self` after an unshare,
+/// or the pid of a child cloned into a new one (its parent may map its own ids for it).
+pub fn map(
+    proc_: &str,
+    uid_map: &[IdMapping],
+    gid_map: &[IdMapping],
+    allow_setgroups: bool,
+) -> Result<(), Cause> {
+    let write = |file: &str, text: &str| {
+        let path = format!("/proc/{proc_}/{file}");
+        sys::write_file(&path, text).map_err(|e| Cause {
             message: format!("writing {path} ({}): {}", text.trim(), sys::errno_text(&e)),
             fix:
                 "regenerate the bundle as this user (an unprivileged user can map only its own ids)"
@@ -155,9 +167,9 @@ pub fn enter(
         })
     };
     if !allow_setgroups {
-        write("/proc/self/setgroups", "deny")?;
+        write("setgroups", "deny")?;
     }
-    write("/proc/self/uid_map", &map_text(uid_map))?;
-    write("/proc/self/gid_map", &map_text(gid_map))?;
+    write("uid_map", &map_text(uid_map))?;
+    write("gid_map", &map_text(gid_map))?;
     Ok(())
 }

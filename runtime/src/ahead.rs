@@ -1,0 +1,198 @@
+//! init cloned ahead. A stage forked before omac has read its bundle (see `prestart`) sits
+//! idle until the plan's head arrives, and creating the namespaces is then the longest
+//! step (a network namespace alone costs about half a millisecond). So the stage clones
+//! init at once into a new user namespace and the usual ones (mount, pid, network, ipc,
+//! uts, cgroup), unmapped and waiting. The head decides: when it asks for exactly these
+//! namespaces and no cgroup, the stage maps init's ids and hands it the head, and init
+//! goes on as if it had been cloned then; otherwise init is killed and reaped, and the
+//! stage goes the usual way. Until it has its head init does nothing but wait, and it dies
+//! with the stage.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::stage::{self, Body, Ctx};
+use crate::sys::{self, Forked};
+use crate::terminal;
+use crate::userns;
+use crate::wire::{Head, Plan, Reporter, Task, PLAN_FD, REPORT_FD};
+
+/// The namespaces init is cloned into ahead (with a new user namespace): those of the
+/// bundles omac generates.
+pub const FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP) as u64;
+
+/// init, cloned ahead and waiting for its head; killed and reaped when dropped unclaimed.
+#[derive(Debug)]
+pub struct Ahead {
+    /// init's pid; 0 once claimed.
+    pid: libc::pid_t,
+    /// The stage's end of the socket init reads its head from.
+    go: Option<OwnedFd>,
+    /// The stage's end of init's life pipe.
+    life: Option<OwnedFd>,
+}
+
+impl Ahead {
+    /// Clones init ahead. None when it cannot be done here; the usual way then meets the
+    /// same obstacle and names it.
+    pub fn clone() -> Option<Ahead> {
+        if userns::apparmor_restricts() {
+            return None;
+        }
+        let (life_r, life_w) = sys::pipe().ok()?;
+        let (go_r, go_w) = socketpair().ok()?;
+        match sys::clone_fork(libc::CLONE_NEWUSER as u64 | FLAGS, None).ok()? {
+            Forked::Child => {
+                drop(life_w);
+                drop(go_w);
+                wait_for_head(life_r, go_r)
+            }
+            Forked::Parent(pid) => Some(Ahead {
+                pid,
+                go: Some(go_w),
+                life: Some(life_w),
+            }),
+        }
+    }
+
+    /// Takes init for `head`, whose line (`line`) and the bytes read past it (`rest`) it
+    /// gets: writes its id maps (as its parent may, for a child in a new user namespace),
+    /// hands them over. Returns init's pid and the stage's end of its life pipe; on failure
+    /// the reason (init is then killed when `self` drops).
+    pub fn claim(
+        mut self,
+        head: &Head,
+        line: &[u8],
+        rest: &[u8],
+    ) -> Result<(libc::pid_t, OwnedFd), String> {
+        userns::map(
+            &self.pid.to_string(),
+            &head.uid_map,
+            &head.gid_map,
+            head.allow_setgroups,
+        )
+        .map_err(|c| c.message)?;
+        let mut msg = Vec::with_capacity(line.len() + 1 + rest.len());
+        msg.extend_from_slice(line);
+        msg.push(b'\n');
+        msg.extend_from_slice(rest);
+        let (Some(go), Some(life)) = (self.go.take(), self.life.take()) else {
+            return Err("claimed twice".into());
+        };
+        send_all(&go, &msg).map_err(|e| format!("handing init its head: {e}"))?;
+        // Closed: init reads to its end.
+        drop(go);
+        Ok((std::mem::replace(&mut self.pid, 0), life))
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if self.pid <= 0 {
+            return;
+        }
+        // SAFETY: our own child, not yet reaped.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+}
+
+/// A connected pair of Unix stream sockets (close-on-exec): writing to one whose peer is
+/// gone fails with EPIPE (`MSG_NOSIGNAL`) instead of killing the stage with SIGPIPE.
+fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid two-element buffer.
+    sys::cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: descriptors just created.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: a valid buffer of bytes.len() bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// init's side: waits for the head on `go`, then is init for it (see `stage::init_child`).
+/// Exits when the stage goes away or calls the run off (closes `go` without a word).
+fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
+    sys::name_thread(c"omac-init");
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    if stage::stage_gone(&life) {
+        sys::exit_now(1);
+    }
+    // As if cloned after the stage blocked them (init keeps them blocked for its signalfd).
+    if sys::block_signals(&stage::supervised(true)).is_err() {
+        sys::exit_now(7);
+    }
+    let bytes = match sys::read_to_end(go.as_raw_fd()) {
+        Ok(b) if !b.is_empty() => b,
+        _ => sys::exit_now(1),
+    };
+    drop(go);
+    let nl = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(bytes.len());
+    let rest = bytes.get(nl + 1..).unwrap_or_default().to_vec();
+    let Ok(Plan {
+        verbose,
+        t0,
+        task: Task::Run(head),
+        ..
+    }) = serde_json::from_slice::<Plan>(&bytes[..nl])
+    else {
+        sys::exit_now(7)
+    };
+    let ctx = Ctx {
+        rep: Reporter::new(REPORT_FD, verbose, t0),
+        attached: terminal::attached(),
+        pidns: true,
+        netns: true,
+        private_tmp: None,
+        life: Some(life),
+        cgroupns_late: false,
+        moved_ports: Vec::new(),
+    };
+    stage::init_child(
+        Body::Pipe {
+            fd: PLAN_FD,
+            buffered: rest,
+        },
+        Some(&head.view),
+        ctx,
+    )
+}
