@@ -156,11 +156,14 @@ pub fn run(plan: RunPlan, mut warnings: Vec<String>, opts: &RunOptions) -> Resul
         tracing::warn!("{w}");
     }
     let plan = stage_plan(plan, opts);
-    let result = if opts.stage_exe.is_none() && sys::single_threaded() {
-        inline(&plan.0, &plan.1, opts, &mut warnings)
-    } else {
-        send(&plan.0, &plan.1, opts).and_then(|s| s.wait(opts, &mut warnings))
-    };
+    // A stage started ahead is used (it may have init cloned already); otherwise a
+    // single-threaded caller is its own stage.
+    let result =
+        if opts.stage_exe.is_none() && !crate::prestart::waiting() && sys::single_threaded() {
+            inline(&plan.0, &plan.1, opts, &mut warnings)
+        } else {
+            send(&plan.0, &plan.1, opts).and_then(|s| s.wait(opts, &mut warnings))
+        };
     conclude(result, warnings, plan.0.t0, opts)
 }
 

@@ -7,7 +7,7 @@ mod deregister;
 mod doctor;
 mod list;
 mod register;
-mod run;
+pub(crate) mod run;
 mod secrets;
 pub mod skillctx;
 mod skills;

@@ -80,10 +80,9 @@ fn parse_sockets(sockets: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
 pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
     let started = Instant::now();
     let sockets = parse_sockets(&args.sockets)?;
-    // A bundle with an omac.json runs as a session: its stage starts now (see `prestart`).
-    if args.dir.join("omac.json").is_file() {
-        prestart();
-    }
+    // The stage was started before the command line was parsed (see `main`), unless
+    // options came before `run`; a plain OCI bundle uses it too.
+    prestart();
     let loaded = match omac_bundle::load(&args.dir) {
         Ok(l) => l,
         Err(e) => {
@@ -116,7 +115,7 @@ pub fn run(args: RunArgs, verbose: bool) -> anyhow::Result<i32> {
 /// the bundle's view overlap with the session's own preparation (the facade, the proxy,
 /// the audit log) instead of following them. (`OMAC_STAGE_EXEC` keeps the stage
 /// re-executed at run time, for the tests of that path.)
-pub(super) fn prestart() {
+pub(crate) fn prestart() {
     if std::env::var_os("OMAC_STAGE_EXEC").is_none() {
         if let Err(e) = omac_runtime::prestart_stage() {
             tracing::debug!("starting the sandbox stage ahead: {e}");
