@@ -15,7 +15,7 @@
 # the same trees. Run by bench/run.sh, which exports $OMAC (the release binary).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-OMAC=${OMAC:-$here/../target/release/omac}
+OMAC=${OMAC:-$here/../target/$(rustc -vV | sed -n "s/^host: //p")/release/omac}
 [ -x "$OMAC" ] || { echo "bench/bundle.sh: $OMAC is missing; run bench/run.sh" >&2; exit 4; }
 command -v hyperfine >/dev/null || { echo "bench/bundle.sh: hyperfine is missing (apt-get install hyperfine)" >&2; exit 4; }
 runs=${BENCH_RUNS:-30}

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 if [ -z "${OMAC:-}" ]; then
   cargo build --release --quiet --manifest-path "$here/../Cargo.toml" --bin omac
-  OMAC="$here/../target/release/omac"
+  OMAC="$here/../target/$(rustc -vV | sed -n "s/^host: //p")/release/omac"
 fi
 REPS=${REPS:-3}
 XFER_BYTES=${XFER_BYTES:-$((1 << 30))}

@@ -26,7 +26,7 @@ conc=${BENCH_CONCURRENCY:-1 16 256}
 
 if [ -z "${OMAC:-}" ]; then
   cargo build --release --quiet --manifest-path "$here/../Cargo.toml"
-  OMAC="$here/../target/release/omac"
+  OMAC="$here/../target/$(rustc -vV | sed -n "s/^host: //p")/release/omac"
 fi
 oha=$(command -v oha || true)
 if [ -z "$oha" ]; then

@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet --manifest-path "$here/../Cargo.toml"
-export OMAC="$here/../target/release/omac"
+export OMAC="$here/../target/$(rustc -vV | sed -n "s/^host: //p")/release/omac"
 sections=("$@")
 if [ ${#sections[@]} = 0 ]; then
   for f in "$here"/*.sh; do

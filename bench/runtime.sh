@@ -13,10 +13,10 @@
 # (the largest of its processes, from wait4's rusage). Run as root on a quiet machine:
 # crun on a hybrid cgroup v1/v2 host only runs with cgroup2 unmounted, so every command runs
 # in a private mount namespace where /sys/fs/cgroup/unified is unmounted.
-#   OMAC=target/release/omac bash bench/runtime.sh      (bench/run.sh sets OMAC)
+#   OMAC=target/<host triple>/release/omac bash bench/runtime.sh      (bench/run.sh sets OMAC)
 #   RUNS=300 WARMUP=30 bash bench/runtime.sh
 set -euo pipefail
-OMAC=${OMAC:-$(cd "$(dirname "$0")/.." && pwd)/target/release/omac}
+OMAC=${OMAC:-$(cd "$(dirname "$0")/.." && pwd)/target/$(rustc -vV | sed -n "s/^host: //p")/release/omac}
 RUNS=${RUNS:-200}
 WARMUP=${WARMUP:-20}
 for tool in hyperfine bwrap crun runc unshare python3; do

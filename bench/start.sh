@@ -16,11 +16,11 @@
 # in a scratch HOME, so the machine's dotfiles and registries play no part. Prints a table of
 # medians and the goals of issue 5: start adds < 10 ms over run without skills, and with a
 # skill < 10 ms over the sidecar's own boot time.
-#   OMAC=target/release/omac bash bench/start.sh      (bench/run.sh sets OMAC)
+#   OMAC=target/<host triple>/release/omac bash bench/start.sh      (bench/run.sh sets OMAC)
 #   RUNS=60 bash bench/start.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-OMAC=${OMAC:-$here/../target/release/omac}
+OMAC=${OMAC:-$here/../target/$(rustc -vV | sed -n "s/^host: //p")/release/omac}
 RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-5}
 for tool in python3; do

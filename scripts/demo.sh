@@ -46,7 +46,7 @@ fi
 # 2. omac.
 say "building omac (release)"
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-omac="$repo/target/release/omac"
+omac="$repo/target/$(rustc -vV | sed -n "s/^host: //p")/release/omac"
 "$omac" version
 
 # 3. A scratch project with the example skill, a fake key if there is no ~/.ssh.
