@@ -84,7 +84,7 @@ impl Ahead {
         let (Some(go), Some(life)) = (self.go.take(), self.life.take()) else {
             return Err("claimed twice".into());
         };
-        send_all(&go, &msg).map_err(|e| format!("handing init its head: {e}"))?;
+        sys::send_all(go.as_raw_fd(), &msg).map_err(|e| format!("handing init its head: {e}"))?;
         // Closed: init reads to its end.
         drop(go);
         Ok((std::mem::replace(&mut self.pid, 0), life))
@@ -121,29 +121,6 @@ fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     })?;
     // SAFETY: descriptors just created.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: a valid buffer of bytes.len() bytes.
-        let n = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        bytes = &bytes[n as usize..];
-    }
-    Ok(())
 }
 
 /// init's side: waits for the head on `go`, then is init for it (see `stage::init_child`).

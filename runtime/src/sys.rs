@@ -371,10 +371,27 @@ pub fn prctl(option: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Res
 }
 
 /// Writes all of `bytes` to `fd`, retrying on EINTR.
-pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+pub fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a valid buffer of the length given.
+    each_part(bytes, |b| unsafe {
+        libc::write(fd, b.as_ptr().cast(), b.len())
+    })
+}
+
+/// Sends all of `bytes` on the connected socket `fd`, retrying on EINTR; a peer that is gone
+/// is EPIPE, not a SIGPIPE (`MSG_NOSIGNAL`).
+pub fn send_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a valid buffer of the length given.
+    each_part(bytes, |b| unsafe {
+        libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL)
+    })
+}
+
+/// Hands `bytes` to `put` until all are taken (`put` returns how many it took, or -1 with
+/// errno set), retrying on EINTR.
+fn each_part(mut bytes: &[u8], put: impl Fn(&[u8]) -> isize) -> io::Result<()> {
     while !bytes.is_empty() {
-        // SAFETY: valid buffer.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        let n = put(bytes);
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
