@@ -11,9 +11,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::stage::{self, Body, Ctx};
+use crate::stage::{self, Body};
 use crate::sys::{self, Forked};
-use crate::terminal;
 use crate::userns;
 use crate::wire::{Head, Plan, Reporter, Task, PLAN_FD, REPORT_FD};
 
@@ -154,16 +153,9 @@ fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
     else {
         sys::exit_now(7)
     };
-    let ctx = Ctx {
-        rep: Reporter::new(REPORT_FD, verbose, t0),
-        attached: terminal::attached(),
-        pidns: true,
-        netns: true,
-        private_tmp: None,
-        life: Some(life),
-        cgroupns_late: false,
-        moved_ports: Vec::new(),
-    };
+    // As the stage builds it for a claimed init: no cgroup placement.
+    let mut ctx = stage::namespace_ctx(&head, Reporter::new(REPORT_FD, verbose, t0), false);
+    ctx.life = Some(life);
     stage::init_child(
         Body::Pipe {
             fd: PLAN_FD,

@@ -405,6 +405,13 @@ fn namespace_flags(head: &Head, placed: bool) -> (u64, Vec<&'static str>) {
 }
 
 fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
+    let flags = report_namespaces(head, &rep, placed);
+    (namespace_ctx(head, rep, placed), flags)
+}
+
+/// Reports the namespaces `head` gets (all, or those shared with the host) and returns
+/// their clone flags.
+fn report_namespaces(head: &Head, rep: &Reporter, placed: bool) -> u64 {
     let ns = |k: &str| has(&head.namespaces, k);
     let (flags, names) = namespace_flags(head, placed);
     let missing: Vec<&str> = ["pid", "network", "ipc", "uts", "cgroup"]
@@ -424,7 +431,13 @@ fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
         )
     };
     rep.layer("namespaces", LayerStatus::new(level, detail));
-    let ctx = Ctx {
+    flags
+}
+
+/// What init and the agent need in `head`'s namespaces (no life pipe yet).
+pub(crate) fn namespace_ctx(head: &Head, rep: Reporter, placed: bool) -> Ctx {
+    let ns = |k: &str| has(&head.namespaces, k);
+    Ctx {
         rep,
         attached: terminal::attached(),
         pidns: ns("pid"),
@@ -433,8 +446,7 @@ fn namespaced(head: &Head, rep: Reporter, placed: bool) -> (Ctx, u64) {
         life: None,
         cgroupns_late: ns("cgroup") && placed,
         moved_ports: Vec::new(),
-    };
-    (ctx, flags)
+    }
 }
 
 /// Takes init cloned ahead for `head` (which asks for its namespaces and no cgroup): maps
@@ -455,8 +467,8 @@ fn claim<'a>(
             // init reads the rest of the plan; the stage has no use for the descriptor.
             // SAFETY: the plan descriptor is ours.
             unsafe { libc::close(fd) };
-            // The report of the usual way (the Ctx is init's own).
-            drop(namespaced(head, *rep, false));
+            // The report of the usual way (init builds its Ctx itself).
+            report_namespaces(head, rep, false);
             rep.debug(|| "init cloned ahead; ids mapped".to_string());
             Ok(Launched {
                 init: pid,
