@@ -104,13 +104,13 @@ pub fn send_head(bundle: &Loaded, verbose: bool, t0: Option<u64>) -> io::Result<
     Ok(())
 }
 
-/// Takes the waiting stage unless it was sent another head (or verbosity) than `head`'s
-/// run: that one is ended.
 /// Whether a stage started ahead waits for its plan.
 pub(crate) fn waiting() -> bool {
     WAITING.lock().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
+/// Takes the waiting stage unless it was sent another head (or verbosity) than `head`'s
+/// run: that one is ended.
 pub(crate) fn take_for(head: &Head, verbose: bool) -> Option<Prestarted> {
     let p = WAITING.lock().unwrap_or_else(|p| p.into_inner()).take()?;
     match &p.sent {
