@@ -130,6 +130,9 @@ fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
     if stage::stage_gone(&life) {
         sys::exit_now(1);
     }
+    // Idle until the head arrives: the agent's bounding set is emptied now (see
+    // `caps::drop_bounding`; the agent checks it again).
+    let _ = crate::caps::drop_bounding();
     // As if cloned after the stage blocked them (init keeps them blocked for its signalfd).
     if sys::block_signals(&stage::supervised(true)).is_err() {
         sys::exit_now(7);

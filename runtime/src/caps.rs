@@ -13,19 +13,7 @@ const CAP_SETPCAP: u32 = 8;
 /// CAP_SETPCAP); it holds no capability either, and no_new_privs keeps it that way, so
 /// the bounding set is left as it is then. Returns whether the bounding set was emptied.
 pub fn drop_all() -> io::Result<bool> {
-    let mut bounding = true;
-    for cap in 0..64u64 {
-        match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
-            Ok(_) => {}
-            // Past the last capability this kernel knows.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !has_setpcap() => {
-                bounding = false;
-                break;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let bounding = drop_bounding()?;
     sys::prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -33,6 +21,29 @@ pub fn drop_all() -> io::Result<bool> {
     )?;
     sys::clear_capabilities()?;
     Ok(bounding)
+}
+
+/// Empties the bounding set of the calling process; returns false when it may not (no
+/// CAP_SETPCAP: see [`drop_all`]). Capabilities already out of it are skipped: reading the
+/// set is cheap, while each drop replaces the process's credentials. init, which never
+/// execs, empties it while it waits for its plan (its effective set, which builds the
+/// view, is not touched), so that the agent it forks only checks.
+pub fn drop_bounding() -> io::Result<bool> {
+    for cap in 0..64u64 {
+        match sys::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            // Past the last capability this kernel knows.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+        match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !has_setpcap() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Whether CAP_SETPCAP is in the effective set.
