@@ -255,8 +255,11 @@ fn fallback_leaves_nothing_running_when_omac_is_killed() {
         ),
     );
     let marker = format!("omac-fallback-die-{}", env.secret);
+    // The agent tells where its private temporary directory is.
+    let told = env.work.join("tmpdir.txt");
     let script = format!(
-        "{p} sleep {marker} & {p} sleep {marker} & exec {p} sleep {marker}",
+        "echo \"$TMPDIR\" > {told}; {p} sleep {marker} & {p} sleep {marker} & exec {p} sleep {marker}",
+        told = told.display(),
         p = probe().display()
     );
     let b = env.bundle_via(MAX_ZERO, &profile, &[]);
@@ -296,8 +299,22 @@ fn fallback_leaves_nothing_running_when_omac_is_killed() {
         wait(&|n| n == 3),
         "the agent and its children never started"
     );
+    let tmp = std::fs::read_to_string(&told).unwrap().trim().to_string();
+    // Control: the directory exists while the agent runs.
+    assert!(
+        tmp.starts_with("/tmp/omac-run-") && std::path::Path::new(&tmp).is_dir(),
+        "{tmp}"
+    );
     // SAFETY: killing our child.
     unsafe { libc::kill(omac.0.id() as i32, libc::SIGKILL) };
     let _ = omac.0.wait();
     assert!(wait(&|n| n == 0), "{} processes outlived omac", count());
+    let gone = || !std::path::Path::new(&tmp).exists();
+    for _ in 0..250 {
+        if gone() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone(), "{tmp} outlived omac");
 }

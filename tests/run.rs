@@ -818,6 +818,49 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     }
 }
 
+/// omac killed with SIGKILL cannot clean up: its stage, which outlives it for that, kills
+/// the sandbox and removes the mount point init created in the work directory.
+#[test]
+fn killing_omac_leaves_no_mount_point_on_the_host() {
+    let env = Env::new();
+    let mark = env.work.join(".omac");
+    let nap = format!("31.{}{}", std::process::id(), rand());
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", &format!("sleep {nap}")]);
+    let mut child = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_until = |cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !cond() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cond()
+    };
+    // Control: the run made the mount point (a test that never saw it could not see it
+    // left behind).
+    assert!(
+        wait_until(&|| mark.is_dir() && !command_lines_with(&nap).is_empty()),
+        "the run made no mount point on the host, or the agent never started"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(
+        wait_until(&|| command_lines_with(&nap).is_empty()),
+        "the agent outlived omac"
+    );
+    assert!(
+        wait_until(&|| !mark.exists()),
+        "the mount point outlived omac"
+    );
+}
+
 /// Masks and read-only paths are applied after every mount, the run's own ones (its
 /// sockets under /run/omac) included: a bundle that masks a run-time socket hides it.
 #[test]

@@ -9,7 +9,7 @@
 //! with the stage.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::stage::{self, Body};
 use crate::sys::{self, Forked};
@@ -32,7 +32,7 @@ pub struct Ahead {
     pid: libc::pid_t,
     /// The stage's end of the socket init reads its head from.
     go: Option<OwnedFd>,
-    /// The stage's end of init's life pipe.
+    /// The stage's end of init's life channel.
     life: Option<OwnedFd>,
 }
 
@@ -43,8 +43,8 @@ impl Ahead {
         if userns::apparmor_restricts() {
             return None;
         }
-        let (life_r, life_w) = sys::pipe().ok()?;
-        let (go_r, go_w) = socketpair().ok()?;
+        let (life_w, life_r) = crate::life::pair().ok()?;
+        let (go_r, go_w) = sys::socketpair().ok()?;
         match sys::clone_fork(libc::CLONE_NEWUSER as u64 | FLAGS, None).ok()? {
             Forked::Child => {
                 drop(life_w);
@@ -61,7 +61,7 @@ impl Ahead {
 
     /// Takes init for `head`, whose line (`line`) and the bytes read past it (`rest`) it
     /// gets: writes its id maps (as its parent may, for a child in a new user namespace),
-    /// hands them over. Returns init's pid and the stage's end of its life pipe; on failure
+    /// hands them over. Returns init's pid and the stage's end of its life channel; on failure
     /// the reason (init is then killed when `self` drops).
     pub fn claim(
         mut self,
@@ -103,23 +103,6 @@ impl Drop for Ahead {
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
     }
-}
-
-/// A connected pair of Unix stream sockets (close-on-exec): writing to one whose peer is
-/// gone fails with EPIPE (`MSG_NOSIGNAL`) instead of killing the stage with SIGPIPE.
-fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: valid two-element buffer.
-    sys::cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: descriptors just created.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// init's side: waits for the head on `go`, then is init for it (see `stage::init_child`).

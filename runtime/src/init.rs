@@ -56,12 +56,12 @@ fn enter_cgroup_namespace(ctx: &Ctx) {
 pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
     // With a pid namespace init dies with the stage (its death takes the namespace along).
     // Without one, init must outlive its supervisor long enough to kill the agent's
-    // descendants: the life pipe tells it (see `supervise`).
+    // descendants: the life channel tells it (see `supervise`).
     if !ctx.pidns {
         let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
     }
     // Nothing of the process that cloned init reaches the sandbox: no descriptor but 0, 1, 2,
-    // the report pipe and the life pipe; no environment; default signal actions (the
+    // the report pipe and the life channel; no environment; default signal actions (the
     // supervised signals stay blocked for the signalfd).
     let mut keep = vec![ctx.rep.fd()];
     keep.extend(ctx.life.as_ref().map(|f| f.as_raw_fd()));
@@ -87,9 +87,18 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
             }
         }
     }
+    // Mount points created on the host, as seen in the view.
+    let mut created_here = Vec::new();
     if let Some(begun) = begun {
         set_names(plan, &ctx);
-        if let Err(e) = mounts::finish(begun, plan, &ctx.rep) {
+        let life = ctx.life.as_ref();
+        let mut created = |inside: &str, host: &str| {
+            created_here.push(inside.to_string());
+            if let Some(l) = life {
+                crate::life::created(l, host);
+            }
+        };
+        if let Err(e) = mounts::finish(begun, plan, &ctx.rep, &mut created) {
             fail(&ctx, &e.step, e.message, e.fix);
         }
         ctx.rep
@@ -134,6 +143,26 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
         unsafe { libc::setpgid(agent, agent) };
     }
     let code = supervise(agent, &ctx, &listeners, &sigfd);
+    // Every other process of the sandbox is reaped by now. The mounts on the mount points
+    // created on the host are detached here, lazily: removing a mount point that is still
+    // one in this namespace would cost the stage a synchronous detach (an RCU grace
+    // period) on the run's way out. The report pipe closes (omac reads it to its end),
+    // then the stage hears the end and may go: what is left, init's own exit and the
+    // namespaces' teardown, is the kernel's.
+    for path in created_here.iter().rev() {
+        if let Ok(c) = sys::cstr(path) {
+            // SAFETY: a valid C string; a lazy detach in init's own namespace.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+        }
+    }
+    // SAFETY: init's own descriptor, not used after this.
+    unsafe { libc::close(ctx.rep.fd()) };
+    if let Some(l) = &ctx.life {
+        crate::life::ended(l, code);
+        // Until the stage has removed what the run left on the host (it closes its end).
+        let mut byte = [0u8; 1];
+        while sys::read_some(l.as_raw_fd(), &mut byte).is_ok_and(|n| n > 0) {}
+    }
     sys::exit_now(code)
 }
 
@@ -343,13 +372,22 @@ fn reap(agent: libc::pid_t) -> Option<i32> {
     }
 }
 
-/// Kills every process the agent left: the whole pid namespace, or without one, every
-/// descendant (they were reparented to init, a subreaper).
+/// Kills every process the agent left and reaps it: the whole pid namespace, or without
+/// one, every descendant (they were reparented to init, a subreaper).
 fn kill_all(agent: libc::pid_t, ctx: &Ctx) {
     if ctx.pidns {
         // SAFETY: pid 1 signalling every other process of its namespace.
         unsafe { libc::kill(-1, libc::SIGKILL) };
-        return;
+        // Every process of the namespace is init's child by now (orphans are reparented
+        // to it), so no child left means no process left.
+        loop {
+            // SAFETY: reaping; blocks until one exits.
+            if unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::__WALL) } < 0
+                && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+            {
+                return;
+            }
+        }
     }
     // SAFETY: signalling the agent's group (it may be gone).
     unsafe { libc::kill(-agent, libc::SIGKILL) };

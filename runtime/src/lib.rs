@@ -28,6 +28,7 @@ mod error;
 pub mod fallback;
 mod init;
 mod landlock;
+mod life;
 mod links;
 pub mod mountopts;
 mod mounts;

@@ -117,10 +117,11 @@ enum Under {
     Other,
 }
 
-/// The mounts made so far, and the host paths created for mount points.
+/// The mounts made so far, and the paths created on the host for mount points (as seen in
+/// the view, then on the host).
 struct Made {
     mounts: Vec<(String, Under)>,
-    created: std::cell::RefCell<Vec<String>>,
+    created: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl Made {
@@ -152,7 +153,9 @@ impl Made {
                     .strip_prefix(dest)
                     .unwrap_or(std::path::Path::new(""));
                 let host = std::path::Path::new(source).join(rest);
-                self.created.borrow_mut().push(host.display().to_string());
+                self.created
+                    .borrow_mut()
+                    .push((path.to_string(), host.display().to_string()));
                 true
             }
             _ => false,
@@ -184,7 +187,8 @@ impl Begun {
             // SAFETY: a valid C string; a lazy detach of our own mount.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
-        remove_created(&self.made.created.borrow());
+        let created = self.made.created.borrow();
+        remove_created(&created.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>());
     }
 }
 
@@ -314,15 +318,20 @@ fn mount_all(
 
 /// Completes the view [`begin`] mounted with the run's part of `plan`: its extra mounts
 /// (sockets, binaries), sysctls, masks and read-only paths; then `pivot_root` into it. The
-/// host paths created for mount points are reported: the omac process removes them after
-/// the run.
-pub fn finish(mut begun: Begun, plan: &RunPlan, rep: &Reporter) -> Result<(), StepError> {
+/// paths created on the host for mount points go to `created`, as seen in the view and on
+/// the host (init tells the stage, which removes them after the run).
+pub fn finish(
+    mut begun: Begun,
+    plan: &RunPlan,
+    rep: &Reporter,
+    created: &mut dyn FnMut(&str, &str),
+) -> Result<(), StepError> {
     let result = parse(&plan.extra_mounts).and_then(|extra| {
         begun.writable.extend(writable(&extra));
         mount_all(&extra, &mut begun, rep)
     });
-    for path in begun.made.created.borrow().iter() {
-        rep.send(&crate::wire::Msg::Created { path: path.clone() });
+    for (inside, host) in begun.made.created.borrow().iter() {
+        created(inside, host);
     }
     result?;
     // Masks and read-only paths in or around the socket directory win over its mounts.

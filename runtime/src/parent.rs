@@ -311,7 +311,7 @@ fn inline(
                 &report_r,
                 Some(&sigfd),
                 &mut |fd| {
-                    l.on_signals(fd);
+                    l.on_signals(fd, None);
                 },
                 opts,
                 warnings,
@@ -399,7 +399,6 @@ fn relay(
     let mut enforcement = Enforcement::default();
     let mut exit = None;
     let mut fail = None;
-    let mut created = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -444,7 +443,6 @@ fn relay(
             };
             let exited = matches!(msg, Msg::Exit { .. });
             handle(
-                &mut created,
                 msg,
                 &mut enforcement,
                 &mut exit,
@@ -465,7 +463,6 @@ fn relay(
         }
     }
     crate::cpus::restore_process();
-    crate::mounts::remove_created(&created);
     Ok((enforcement, exit, fail))
 }
 
@@ -480,7 +477,6 @@ fn forward(sigfd: RawFd, pid: libc::pid_t) {
 }
 
 fn handle(
-    created: &mut Vec<String>,
     msg: Msg,
     enforcement: &mut Enforcement,
     exit: &mut Option<(i32, Option<i32>)>,
@@ -534,6 +530,5 @@ fn handle(
         }
         Msg::Exit { code, signal } => *exit = Some((code, signal)),
         Msg::Probe { .. } => {}
-        Msg::Created { path } => created.push(path),
     }
 }

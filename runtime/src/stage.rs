@@ -1,8 +1,10 @@
 //! The stage: the omac binary re-executed (`omac __sandbox-stage`), single-threaded, with
-//! an empty environment. It reads its plan, dies with its parent, enters a user namespace
-//! (or, when the bundle allows, falls back to Landlock and seccomp on the host's view),
-//! places the sandbox in a cgroup, clones init into the new namespaces, forwards signals to
-//! it, and exits with its status.
+//! an empty environment (or forked from omac ahead of its plan). It reads its plan, enters
+//! a user namespace (or, when the bundle allows, falls back to Landlock and seccomp on the
+//! host's view), places the sandbox in a cgroup, clones init into the new namespaces,
+//! forwards signals to it, and exits with the agent's status once init says the run ended.
+//! It outlives omac only to take the sandbox down and remove what the run left on the host
+//! (see `PARENT_GONE`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -31,7 +33,7 @@ pub struct Ctx {
     pub netns: bool,
     /// The fallback's private temporary directory (None: namespaced run).
     pub private_tmp: Option<PathBuf>,
-    /// init's end of the pipe that closes when the stage dies.
+    /// init's end of the life channel (see `life`).
     pub life: Option<OwnedFd>,
     /// init enters a new cgroup namespace itself, after placement.
     pub cgroupns_late: bool,
@@ -80,7 +82,8 @@ fn stage(ahead: bool) -> i32 {
             return 7;
         }
     };
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
+    // The stage outlives omac only to take the sandbox down and clean up after it.
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, PARENT_GONE as libc::c_ulong, 0);
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } != plan.parent {
         return 1;
@@ -95,6 +98,7 @@ fn stage(ahead: bool) -> i32 {
             crate::probe::stage(&rep)
         }
         Task::Run(head) => run_plan(
+            plan.parent,
             &head,
             Body::Pipe {
                 fd: PLAN_FD,
@@ -173,9 +177,22 @@ fn has(list: &[String], item: &str) -> bool {
     list.iter().any(|x| x == item)
 }
 
-/// The stage's whole job: launch init, forward signals to it until it exits, clean up.
-fn run_plan(head: &Head, body: Body, rep: Reporter, ahead: Option<(Ahead, Vec<u8>)>) -> i32 {
-    let sigfd = match block_for_supervision(true) {
+/// The signal the stage gets when omac dies (its parent-death signal): it then kills
+/// init, waits until the sandbox is gone and cleans up (mount points created on the host,
+/// the cgroup, the fallback's temporary directory), which omac can no longer do.
+const PARENT_GONE: libc::c_int = libc::SIGPWR;
+
+/// The stage's whole job: launch init, forward signals to it until the run ends, clean up.
+fn run_plan(
+    parent: libc::pid_t,
+    head: &Head,
+    body: Body,
+    rep: Reporter,
+    ahead: Option<(Ahead, Vec<u8>)>,
+) -> i32 {
+    // As `block_for_supervision`, with omac's death among the signals.
+    let signals = [supervised(true), vec![PARENT_GONE]].concat();
+    let sigfd = match sys::block_signals(&signals).and_then(|()| sys::signalfd(&signals)) {
         Ok(fd) => fd,
         Err(e) => {
             rep.fail("signals", e.to_string(), "report this as a bug");
@@ -188,22 +205,39 @@ fn run_plan(head: &Head, body: Body, rep: Reporter, ahead: Option<(Ahead, Vec<u8
     };
     // init is on its way; the stage only waits from here.
     crate::cpus::restore_self();
-    let init = launched.init;
+    // Without a cgroup to remove, the run ends when init says so (every other process of
+    // the sandbox reaped), not when init has exited: see `life`.
+    let early = launched.placement.is_none();
+    let mut listening = true;
     let code = loop {
-        let mut pfd = libc::pollfd {
-            fd: sigfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if listening { launched.life_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             continue;
         }
-        if let Some(code) = launched.on_signals(&sigfd) {
+        if fds[1].revents != 0 {
+            let ended = launched.hear();
+            if let (true, Some(code)) = (early, ended) {
+                break code;
+            }
+            // init closed its end (it is exiting): only its SIGCHLD is left to wait for.
+            listening = fds[1].revents & libc::POLLHUP == 0;
+        }
+        if let Some(code) = launched.on_signals(&sigfd, Some(parent)) {
             break code;
         }
     };
-    let _ = init;
     launched.finish();
     code
 }
@@ -233,16 +267,64 @@ pub struct Launched {
     pub init: libc::pid_t,
     /// init's status once reaped.
     status: std::cell::Cell<Option<i32>>,
-    _life: OwnedFd,
+    /// The stage's end of the life channel, until init is let go (see `wait`).
+    life: std::cell::RefCell<Option<OwnedFd>>,
+    /// What init said on it.
+    heard: std::cell::RefCell<crate::life::Heard>,
     placement: Option<Placement>,
     private_tmp: Option<PathBuf>,
 }
 
 impl Launched {
+    fn new(
+        init: libc::pid_t,
+        life: OwnedFd,
+        placement: Option<Placement>,
+        private_tmp: Option<PathBuf>,
+    ) -> Launched {
+        Launched {
+            init,
+            status: std::cell::Cell::new(None),
+            life: std::cell::RefCell::new(Some(life)),
+            heard: Default::default(),
+            placement,
+            private_tmp,
+        }
+    }
+
+    /// Reads what init has said; returns the run's code once init has said it ended.
+    fn hear(&self) -> Option<i32> {
+        let mut h = self.heard.borrow_mut();
+        if let Some(life) = self.life.borrow().as_ref() {
+            h.take_from(life);
+        }
+        h.ended
+    }
+
+    /// The stage's end of the life channel (-1 once closed).
+    fn life_fd(&self) -> RawFd {
+        self.life.borrow().as_ref().map_or(-1, |l| l.as_raw_fd())
+    }
+
+    /// Lets init go: once it has said the run ended it waits for this, so that its exit
+    /// (the namespaces' teardown) does not compete with the stage's last steps.
+    fn let_go(&self) {
+        self.hear();
+        self.life.borrow_mut().take();
+    }
+
     /// Handles pending signals: forwards those someone sent, reaps init. Returns init's exit
-    /// code (the agent's, or 128+signal) once it has exited.
-    pub fn on_signals(&self, sigfd: &OwnedFd) -> Option<i32> {
+    /// code (the agent's, or 128+signal) once it has exited. With the stage's `parent`
+    /// given, that parent's death (omac was killed) kills init and ends the run.
+    pub fn on_signals(&self, sigfd: &OwnedFd, parent: Option<libc::pid_t>) -> Option<i32> {
         while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
+            // SAFETY: getppid cannot fail.
+            if sig == PARENT_GONE && parent.is_some_and(|p| unsafe { libc::getppid() } != p) {
+                // init sees its supervisor gone and kills everything it started (without
+                // a pid namespace only init knows them all); `finish` waits for it.
+                self.let_go();
+                return Some(128 + libc::SIGKILL);
+            }
             if sig == libc::SIGCHLD {
                 let mut status = 0;
                 // SAFETY: reaping our own child.
@@ -266,6 +348,7 @@ impl Launched {
         if let Some(code) = self.status.get() {
             return if code > 128 { code - 128 } else { code << 8 };
         }
+        self.let_go();
         let mut status = 0;
         loop {
             // SAFETY: reaping our own child.
@@ -278,9 +361,17 @@ impl Launched {
         }
     }
 
-    /// Removes the run's cgroup and the fallback's temporary directory.
+    /// Removes what the run left on the host: the mount points init created, the run's
+    /// cgroup, the fallback's temporary directory. Waits for init first unless it has said
+    /// the run ended (then only its own exit is left, which leaves nothing behind).
     pub fn finish(self) {
-        drop(self._life);
+        let ended = self.hear().is_some();
+        if !ended || self.placement.is_some() {
+            self.wait();
+        }
+        self.hear();
+        crate::mounts::remove_created(&self.heard.borrow().created);
+        self.let_go();
         if let Some(p) = self.placement {
             p.remove();
         }
@@ -361,13 +452,7 @@ pub fn launch(
     // In the fallback there is no view to build: Landlock restricts the host's.
     let view = private_tmp.is_none().then_some(&head.view);
     match clone_init(body, view, ctx, flags, placement.as_ref()) {
-        Ok((init, life)) => Ok(Launched {
-            init,
-            status: std::cell::Cell::new(None),
-            _life: life,
-            placement,
-            private_tmp,
-        }),
+        Ok((init, life)) => Ok(Launched::new(init, life, placement, private_tmp)),
         Err(code) => {
             if let Some(p) = placement {
                 p.remove();
@@ -434,7 +519,7 @@ fn report_namespaces(head: &Head, rep: &Reporter, placed: bool) -> u64 {
     flags
 }
 
-/// What init and the agent need in `head`'s namespaces (no life pipe yet).
+/// What init and the agent need in `head`'s namespaces (no life channel yet).
 pub(crate) fn namespace_ctx(head: &Head, rep: Reporter, placed: bool) -> Ctx {
     let ns = |k: &str| has(&head.namespaces, k);
     Ctx {
@@ -470,13 +555,7 @@ fn claim<'a>(
             // The report of the usual way (init builds its Ctx itself).
             report_namespaces(head, rep, false);
             rep.debug(|| "init cloned ahead; ids mapped".to_string());
-            Ok(Launched {
-                init: pid,
-                status: std::cell::Cell::new(None),
-                _life: life,
-                placement: None,
-                private_tmp: None,
-            })
+            Ok(Launched::new(pid, life, None, None))
         }
         Err(why) => {
             rep.debug(|| format!("init cloned ahead not taken: {why}"));
@@ -571,7 +650,7 @@ fn private_tmp() -> io::Result<PathBuf> {
     ))
 }
 
-/// Whether the stage's end of the life pipe is closed (the stage is gone).
+/// Whether the stage's end of the life channel is closed (the stage is gone).
 pub(crate) fn stage_gone(life: &OwnedFd) -> bool {
     let mut pfd = libc::pollfd {
         fd: life.as_raw_fd(),
@@ -584,7 +663,7 @@ pub(crate) fn stage_gone(life: &OwnedFd) -> bool {
 }
 
 /// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
-/// write end of the pipe whose closing tells init that its supervisor is gone. init mounts
+/// stage's end of the life channel (see `life`). init mounts
 /// `view` first (when namespaced), then reads `body` if it is still on its descriptor: a
 /// plan sent ahead of its body has the view built while the omac process prepares.
 fn clone_init(
@@ -594,11 +673,11 @@ fn clone_init(
     flags: u64,
     placement: Option<&Placement>,
 ) -> Result<(libc::pid_t, OwnedFd), i32> {
-    let (life_r, life_w) = match sys::pipe() {
+    let (life_w, life_r) = match crate::life::pair() {
         Ok(p) => p,
         Err(e) => {
             ctx.rep
-                .fail("pipe", e.to_string(), "raise the open file limit");
+                .fail("socketpair", e.to_string(), "raise the open file limit");
             return Err(7);
         }
     };
@@ -658,7 +737,7 @@ fn clone_init(
 /// runs (see `init::main`).
 pub(crate) fn init_child(body: Body, view: Option<&View>, ctx: Ctx) -> ! {
     // Until it has its plan, init dies with the stage: a run called off after the plan was
-    // sent (omac killed the stage) must not go on unsupervised. The life pipe tells whether
+    // sent (omac killed the stage) must not go on unsupervised. The life channel tells whether
     // the stage died before this.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
     if ctx.life.as_ref().is_none_or(stage_gone) {

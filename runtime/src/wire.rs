@@ -251,11 +251,6 @@ pub enum Msg {
         /// The signal that killed it.
         signal: Option<i32>,
     },
-    /// A mount point was created on the host (in a writable grant); removed after the run.
-    Created {
-        /// The host path.
-        path: String,
-    },
     /// The result of a probe (`omac doctor`).
     Probe {
         /// What was found.
