@@ -818,6 +818,43 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     }
 }
 
+/// On a host with a merged /usr (`/bin -> usr/bin`), the view's /bin, /lib, /lib64 and /sbin
+/// are the same links into its read-only /usr, not binds of their own; a bundle that puts
+/// something below one of them gets the bind.
+#[test]
+fn merged_usr_links_stay_links_into_the_read_only_usr() {
+    let host = std::fs::read_link("/bin").ok();
+    if host.as_deref() != Some(std::path::Path::new("usr/bin")) {
+        eprintln!("skipped: this host has no merged /usr (/bin is {host:?})");
+        return;
+    }
+    let env = Env::new();
+    let probe = "readlink /bin; ls /bin/sh; touch /bin/x 2>/dev/null || echo read-only; \
+                 grep -c ' /bin ' /proc/self/mountinfo";
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", probe]);
+    let o = run(&env, &b, &[]);
+    assert_eq!(
+        stdout(&o),
+        "usr/bin\n/bin/sh\nread-only\n0\n",
+        "{}",
+        text(&o)
+    );
+    // Control: with a mask below /bin, /bin is a bind (the mask needs a mount to sit on).
+    let cfg = b.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("/bin/su"));
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = run(&env, &b, &[]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.starts_with("/bin/sh\nread-only\n"), "{}", text(&o));
+    assert_ne!(out.lines().last(), Some("0"), "{}", text(&o));
+}
+
 /// omac killed with SIGKILL cannot clean up: its stage, which outlives it for that, kills
 /// the sandbox and removes the mount point init created in the work directory.
 #[test]

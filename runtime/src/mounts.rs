@@ -250,6 +250,11 @@ pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
         )
     })?;
     let parsed = parse(&view.mounts)?;
+    let links = if view.root_tmpfs {
+        usr_links(&parsed, view)
+    } else {
+        Vec::new()
+    };
     let mut begun = Begun {
         rootfs: view.rootfs.clone(),
         root,
@@ -260,7 +265,7 @@ pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
             created: Default::default(),
         },
     };
-    let result = mount_all(&parsed, &mut begun, rep)
+    let result = mount_all_linking(&parsed, &links, &mut begun, rep)
         .and_then(|()| minimal_dev(&begun.root, &begun.made, rep))
         .and_then(|()| set_sysctls(&begun.root, &view.sysctl))
         .and_then(|()| {
@@ -285,6 +290,65 @@ fn parse(mounts: &[Mount]) -> Result<Vec<mountopts::Parsed>, StepError> {
         .map_err(|m| step("mounts", m, "regenerate the bundle"))
 }
 
+/// The binds among `parsed` that can be symlinks instead, with the link's text. On a host
+/// with a merged /usr, /bin, /lib, /lib64 and /sbin are links into it (`bin -> usr/bin`),
+/// and a bundle binds them and /usr alike (read-only, nosuid, nodev): a bind of /bin then
+/// shows the host's /usr/bin with the same flags as the bind of /usr does at /usr/bin. The
+/// same link in the view's root (a tmpfs) shows the same files with the same flags, for a
+/// mount fewer each. Only a bind of a top-level host link onto the same path qualifies,
+/// whose target, with no further link on the way, lies in another bind of the view onto
+/// its own host path with the same options; and nothing of the view (mount, mask,
+/// read-only path) may lie below it.
+fn usr_links(parsed: &[mountopts::Parsed], view: &View) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in parsed {
+        let Kind::Bind { source, recursive } = &p.kind else {
+            continue;
+        };
+        let name = &p.destination;
+        if source != name || name.len() < 2 || name[1..].contains('/') {
+            continue;
+        }
+        let Ok(text) = std::fs::read_link(name) else {
+            continue;
+        };
+        let Some(text) = text.to_str().map(str::to_string) else {
+            continue;
+        };
+        let target = if text.starts_with('/') {
+            text.clone()
+        } else {
+            format!("/{text}")
+        };
+        let plain = !target.split('/').any(|c| c == "." || c == "..");
+        let resolved = std::fs::canonicalize(name).is_ok_and(|r| r.to_str() == Some(&target));
+        let covered = parsed.iter().any(|q| match &q.kind {
+            Kind::Bind {
+                source: s,
+                recursive: r,
+            } => {
+                s == &q.destination
+                    && target.starts_with(&format!("{s}/"))
+                    && r == recursive
+                    && q.attrs == p.attrs
+                    && q.atime_set == p.atime_set
+            }
+            _ => false,
+        });
+        let below = format!("{name}/");
+        let nothing_below = !parsed
+            .iter()
+            .map(|q| &q.destination)
+            .chain(&view.masked)
+            .chain(&view.readonly)
+            .any(|d| d.starts_with(&below));
+        if plain && resolved && covered && nothing_below {
+            out.push((name.clone(), text));
+        }
+    }
+    out
+}
+
 /// The host sources of the writable binds among `parsed`.
 fn writable(parsed: &[mountopts::Parsed]) -> Vec<String> {
     parsed
@@ -301,7 +365,36 @@ fn mount_all(
     begun: &mut Begun,
     rep: &Reporter,
 ) -> Result<(), StepError> {
+    mount_all_linking(parsed, &[], begun, rep)
+}
+
+/// [`mount_all`], making the binds `links` names (see [`usr_links`]) as symlinks.
+fn mount_all_linking(
+    parsed: &[mountopts::Parsed],
+    links: &[(String, String)],
+    begun: &mut Begun,
+    rep: &Reporter,
+) -> Result<(), StepError> {
     for p in parsed {
+        if let Some((name, text)) = links.iter().find(|(d, _)| *d == p.destination) {
+            let link = |e: io::Error| {
+                step(
+                    format!("mount {name}"),
+                    format!("making it a link to {text}: {}", sys::errno_text(&e)),
+                    "run `omac doctor`",
+                )
+            };
+            let (t, n) = (
+                sys::cstr(text).map_err(link)?,
+                sys::cstr(&name[1..]).map_err(link)?,
+            );
+            // SAFETY: valid C strings and the root's descriptor.
+            sys::cvt(unsafe { libc::symlinkat(t.as_ptr(), begun.root.as_raw_fd(), n.as_ptr()) })
+                .map_err(link)?;
+            begun.made.mounts.push((name.clone(), Under::Other));
+            rep.debug(|| format!("linked {name} -> {text}"));
+            continue;
+        }
         mount_one(p, &begun.root, &begun.writable, &begun.made)?;
         let under = match &p.kind {
             Kind::Fs { fstype, .. } if fstype == "tmpfs" => Under::Ours,
