@@ -43,26 +43,26 @@ impl Ahead {
         if userns::apparmor_restricts() {
             return None;
         }
-        let (life_w, life_r) = crate::life::pair().ok()?;
+        let (stage_end, init_end) = crate::life::pair().ok()?;
         let (go_r, go_w) = sys::socketpair().ok()?;
         match sys::clone_fork(libc::CLONE_NEWUSER as u64 | FLAGS, None).ok()? {
             Forked::Child => {
-                drop(life_w);
+                drop(stage_end);
                 drop(go_w);
-                wait_for_head(life_r, go_r)
+                wait_for_head(init_end, go_r)
             }
             Forked::Parent(pid) => Some(Ahead {
                 pid,
                 go: Some(go_w),
-                life: Some(life_w),
+                life: Some(stage_end),
             }),
         }
     }
 
     /// Takes init for `head`, whose line (`line`) and the bytes read past it (`rest`) it
     /// gets: writes its id maps (as its parent may, for a child in a new user namespace),
-    /// hands them over. Returns init's pid and the stage's end of its life channel; on failure
-    /// the reason (init is then killed when `self` drops).
+    /// hands them over. Returns init's pid and the stage's end of its life channel; on
+    /// failure the reason (init is then killed when `self` drops).
     pub fn claim(
         mut self,
         head: &Head,

@@ -177,9 +177,10 @@ fn has(list: &[String], item: &str) -> bool {
     list.iter().any(|x| x == item)
 }
 
-/// The signal the stage gets when omac dies (its parent-death signal): it then kills
-/// init, waits until the sandbox is gone and cleans up (mount points created on the host,
-/// the cgroup, the fallback's temporary directory), which omac can no longer do.
+/// The signal the stage gets when omac dies (its parent-death signal): it then lets init
+/// go (init kills everything the agent started), waits until the sandbox is gone and
+/// cleans up (mount points created on the host, the cgroup, the fallback's temporary
+/// directory), which omac can no longer do.
 const PARENT_GONE: libc::c_int = libc::SIGPWR;
 
 /// The stage's whole job: launch init, forward signals to it until the run ends, clean up.
@@ -663,9 +664,9 @@ pub(crate) fn stage_gone(life: &OwnedFd) -> bool {
 }
 
 /// Clones init with `flags` (into the cgroup when there is one); returns its pid and the
-/// stage's end of the life channel (see `life`). init mounts
-/// `view` first (when namespaced), then reads `body` if it is still on its descriptor: a
-/// plan sent ahead of its body has the view built while the omac process prepares.
+/// stage's end of the life channel (see `life`). init mounts `view` first (when
+/// namespaced), then reads `body` if it is still on its descriptor: a plan sent ahead of
+/// its body has the view built while the omac process prepares.
 fn clone_init(
     body: Body,
     view: Option<&View>,
@@ -673,7 +674,7 @@ fn clone_init(
     flags: u64,
     placement: Option<&Placement>,
 ) -> Result<(libc::pid_t, OwnedFd), i32> {
-    let (life_w, life_r) = match crate::life::pair() {
+    let (stage_end, init_end) = match crate::life::pair() {
         Ok(p) => p,
         Err(e) => {
             ctx.rep
@@ -705,8 +706,8 @@ fn clone_init(
     match forked {
         Ok(Forked::Child) => {
             sys::name_thread(c"omac-init");
-            drop(life_w);
-            ctx.life = Some(life_r);
+            drop(stage_end);
+            ctx.life = Some(init_end);
             init_child(body, view, ctx)
         }
         Ok(Forked::Parent(pid)) => {
@@ -716,7 +717,7 @@ fn clone_init(
                 unsafe { libc::close(fd) };
             }
             ctx.rep.debug(|| "init cloned".to_string());
-            Ok((pid, life_w))
+            Ok((pid, stage_end))
         }
         Err(e) => {
             let fix = match e.raw_os_error() {
