@@ -48,6 +48,8 @@ fn main() {
             exit::code_for(&e) as i32
         }
     };
+    // Nothing of a run outlives omac: its stage may still be removing what it left.
+    omac_runtime::wait_for_stages();
     std::process::exit(code);
 }
 

@@ -818,6 +818,54 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     }
 }
 
+/// omac returns as soon as the agent's status is in, while its stage removes what the run
+/// left on the host and waits for init's own exit; omac waits for the stage before it
+/// exits. Run under a subreaper, a stage or an init left behind would become the
+/// subreaper's child.
+#[test]
+fn omac_reaps_its_stage_before_it_exits() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/true"]);
+    let script = r#"
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+def orphans():
+    time.sleep(0.2)
+    names = []
+    for t in os.listdir("/proc/self/task"):
+        for pid in open(f"/proc/self/task/{t}/children").read().split():
+            names.append(open(f"/proc/{pid}/comm").read().strip())
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return names
+subprocess.run(["sh", "-c", "sleep 0.1 &"], check=True)
+print("control", *orphans())
+for _ in range(3):
+    r = subprocess.run(sys.argv[1:])
+    assert r.returncode == 0
+    print("omac", *orphans())
+"#;
+    let o = env
+        .omac_via(&["python3", "-c", script])
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    // Control: an orphan does become the subreaper's child.
+    assert!(out.starts_with("control sleep\n"), "{out}");
+    assert!(
+        !out.contains("omac-"),
+        "a process of the run outlived omac: {out}"
+    );
+}
+
 /// On a host with a merged /usr (`/bin -> usr/bin`), the view's /bin, /lib, /lib64 and /sbin
 /// are the same links into its read-only /usr, not binds of their own; a bundle that puts
 /// something below one of them gets the bind.

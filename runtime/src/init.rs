@@ -147,8 +147,8 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
     // created on the host are detached here, lazily: removing a mount point that is still
     // one in this namespace would cost the stage a synchronous detach (an RCU grace
     // period) on the run's way out. The report pipe closes (omac reads it to its end),
-    // then the stage hears the end and may go: what is left, init's own exit and the
-    // namespaces' teardown, is the kernel's.
+    // then the stage hears the end: it cleans up, lets init go and waits for its exit, in
+    // which the kernel tears the namespaces down, while omac winds down.
     for path in created_here.iter().rev() {
         if let Ok(c) = sys::cstr(path) {
             // SAFETY: a valid C string; a lazy detach in init's own namespace.

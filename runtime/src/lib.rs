@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 pub use error::Error;
+pub use parent::wait_for_stages;
 pub use prestart::{dismiss as dismiss_stage, prestart as prestart_stage, send_head};
 pub use report::{Enforcement, LayerStatus, Level, Mode, Outcome};
 pub use wire::STAGE_ARG;

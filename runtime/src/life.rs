@@ -4,8 +4,9 @@
 //! the host paths it created as mount points, which the stage removes once the sandbox's
 //! processes are gone, even when omac itself was killed; and, once it has reaped every
 //! other process of the sandbox, that the run has ended and with which code. The stage
-//! then ends at once: init's own exit, in which the kernel tears the sandbox's
-//! namespaces down, no longer holds up omac.
+//! then lets omac go on (it closes its end of the report pipe), and cleans up and waits
+//! for init's own exit, in which the kernel tears the sandbox's namespaces down, while
+//! omac winds down; omac waits for the stage before it exits.
 //!
 //! Records are a tag byte and text, each ended by a NUL (a path may hold a newline, never a
 //! NUL): `c` a created path, `e` the exit code.

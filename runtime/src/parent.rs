@@ -133,6 +133,20 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
     }
 }
 
+/// Stages whose run has ended, still to be reaped (see [`wait_for_stages`]).
+static ENDED: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// Waits for the stages whose runs have ended. A stage closes its end of the report pipe
+/// once init has said the run ended, then removes what the run left on the host and
+/// exits: that overlaps the caller's own wind-down, and the caller calls this before it
+/// exits (omac's `main` does), so that nothing of the run outlives it.
+pub fn wait_for_stages() {
+    let pids = std::mem::take(&mut *ENDED.lock().unwrap_or_else(|p| p.into_inner()));
+    for pid in pids {
+        let _ = wait_for(pid);
+    }
+}
+
 /// Waits for `pid`, returning its raw wait status.
 fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
     let mut status = 0;
@@ -218,9 +232,14 @@ impl Sent {
             opts,
             warnings,
         );
-        let status = wait_for(pid);
         self.reaped = true;
-        let status = status.map_err(Error::Spawn)?;
+        if let Ok(r @ (_, Some(_), None)) = result {
+            // The agent's status is in: the stage finishes on its own (see
+            // `wait_for_stages`).
+            ENDED.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+            return Ok((r, String::new()));
+        }
+        let status = wait_for(pid).map_err(Error::Spawn)?;
         result
             .map_err(Error::Spawn)
             .map(|r| (r, describe(status, "the sandbox stage")))

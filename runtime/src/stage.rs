@@ -239,6 +239,10 @@ fn run_plan(
             break code;
         }
     };
+    // The report pipe ends here for omac, which then winds down while the stage cleans up
+    // (it waits for the stage before it exits).
+    // SAFETY: the stage's report descriptor; nothing reports after this.
+    unsafe { libc::close(REPORT_FD) };
     launched.finish();
     code
 }
@@ -364,7 +368,8 @@ impl Launched {
 
     /// Removes what the run left on the host: the mount points init created, the run's
     /// cgroup, the fallback's temporary directory. Waits for init first unless it has said
-    /// the run ended (then only its own exit is left, which leaves nothing behind).
+    /// the run ended (then only its own exit is left, which leaves nothing behind), and
+    /// after: nothing of the run outlives the stage (and omac waits for the stage).
     pub fn finish(self) {
         let ended = self.hear().is_some();
         if !ended || self.placement.is_some() {
@@ -373,11 +378,12 @@ impl Launched {
         self.hear();
         crate::mounts::remove_created(&self.heard.borrow().created);
         self.let_go();
-        if let Some(p) = self.placement {
-            p.remove();
-        }
         if let Some(t) = &self.private_tmp {
             let _ = std::fs::remove_dir_all(t);
+        }
+        self.wait();
+        if let Some(p) = self.placement {
+            p.remove();
         }
     }
 }

@@ -86,6 +86,7 @@ fn watch(tx: mpsc::UnboundedSender<Received>) {
         if tx.send(r).is_err() {
             // The session is over: the process is about to exit anyway.
             if is_stop(sig) {
+                omac_runtime::wait_for_stages();
                 std::process::exit(128 + sig);
             }
         }
