@@ -7,8 +7,6 @@ mod paths;
 mod secrets;
 mod session;
 
-use clap::Parser;
-
 /// When the process started (`CLOCK_MONOTONIC` ns), for `--verbose` step timings.
 pub static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
@@ -29,7 +27,7 @@ fn main() {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         std::process::exit(omac_facade::keeper::main(&args[2..]));
     }
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::from_args() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -40,7 +38,7 @@ fn main() {
             });
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.global.verbose);
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -21,15 +21,15 @@ pub use skillctx::skill_env;
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let workdir = match &cli.workdir {
+    let workdir = match &cli.global.workdir {
         Some(d) => d.clone(),
         None => std::env::current_dir().context("reading the current directory")?,
     };
     match cli.command {
-        Command::Start(args) => start::start(&cli.workdir, args, cli.verbose),
-        Command::Run(args) => run::run(args, cli.verbose),
-        Command::Sandbox(args) => run::sandbox(&workdir, args, cli.verbose),
-        Command::Doctor => doctor::run(&cli.workdir),
+        Command::Start(args) => start::start(&cli.global.workdir, args, cli.global.verbose),
+        Command::Run(args) => run::run(args, cli.global.verbose),
+        Command::Sandbox(args) => run::sandbox(&workdir, args, cli.global.verbose),
+        Command::Doctor => doctor::run(&cli.global.workdir),
         Command::Connect { host, port, socket } => connect::run(&host, port, socket),
         Command::Version => {
             println!("omac {}", env!("CARGO_PKG_VERSION"));
@@ -40,12 +40,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "omac", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Register(args) => register::run(&skill_env(&cli.workdir)?, args),
-        Command::Deregister(args) => deregister::run(&skill_env(&cli.workdir)?, args),
-        Command::List(args) => list::run(&skill_env(&cli.workdir)?, args),
-        Command::Secrets(c) => secrets::run(&skill_env(&cli.workdir)?, c),
-        Command::Config(c) => config::run(&skill_env(&cli.workdir)?, c),
-        Command::Skills(c) => skills::run(&skill_env(&cli.workdir)?, c),
+        Command::Register(args) => register::run(&skill_env(&cli.global.workdir)?, args),
+        Command::Deregister(args) => deregister::run(&skill_env(&cli.global.workdir)?, args),
+        Command::List(args) => list::run(&skill_env(&cli.global.workdir)?, args),
+        Command::Secrets(c) => secrets::run(&skill_env(&cli.global.workdir)?, c),
+        Command::Config(c) => config::run(&skill_env(&cli.global.workdir)?, c),
+        Command::Skills(c) => skills::run(&skill_env(&cli.global.workdir)?, c),
         Command::Facade { config } => Ok(omac_facade::standalone::run(&config)),
         Command::Bundle(b) => match b {
             BundleCommand::Create(args) => bundle::create(&workdir, args),
