@@ -383,5 +383,27 @@ impl Drop for Host {
         if self.work.join(".agents/skills/echo-rest").exists() {
             self.forget_secrets();
         }
+        // The layer store is read-only (0555 directories): root removes it anyway, any
+        // other user only once its directories are writable again.
+        make_dirs_writable(&self.root);
+    }
+}
+
+/// Gives the owner write permission on `dir` and every directory below it.
+fn make_dirs_writable(dir: &Path) {
+    let Ok(m) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(m.permissions().mode() | 0o700),
+    );
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            make_dirs_writable(&e.path());
+        }
     }
 }
