@@ -11,7 +11,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # may live under an unreadable home: everything runs from a world-readable copy.
 ci=/var/tmp/omac-ci
 mkdir -p "$ci/src"
-(cd "$src" && tar --exclude=./target -cf - .) | (cd "$ci/src" && tar xf -)
+# --touch: a copy must never look older than a build made from an earlier copy (cargo
+# compares modification times, and tar would keep the originals').
+(cd "$src" && tar --exclude=./target -cf - .) | (cd "$ci/src" && tar --touch -xf -)
 schema_src=${OMAC_OCI_SCHEMA_DIR:-$src/../shared/oci-runtime-spec/schema}
 if [ -d "$schema_src" ]; then
   rm -rf "$ci/oci-schema" && cp -r "$schema_src" "$ci/oci-schema"
