@@ -16,7 +16,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 REPS=${REPS:-3}
 XFER_BYTES=${XFER_BYTES:-$((2 << 30))}
 SETUP_N=${SETUP_N:-1000}
-WORK=${WORK:-$(mktemp -d /tmp/omac-bench-egress.XXXXXX)}
+made_work=
+if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d /tmp/omac-bench-egress.XXXXXX); made_work=1; fi
 chmod 755 "$WORK"
 bench="python3 $here/tunnel_bench.py"
 
@@ -35,6 +36,8 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # A directory of its own goes with it (one given as WORK stays, results and all).
+  if [ -n "$made_work" ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT INT TERM
 
