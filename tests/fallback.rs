@@ -276,16 +276,7 @@ fn fallback_leaves_nothing_running_when_omac_is_killed() {
             let _ = self.0.wait();
         }
     }
-    let mut omac = Killed(
-        env.omac_via(MAX_ZERO)
-            .arg("run")
-            .arg(&b)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut omac = Killed(env.spawn_run(MAX_ZERO, &b));
     let wait = |want: &dyn Fn(usize) -> bool| {
         for _ in 0..250 {
             if want(count()) {

@@ -772,15 +772,7 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     // Control: during a run the mount point exists on the host (the test would see one
     // left behind), and it is removed after the run.
     let b = bundle_of(&env, "default", &["/bin/sh", "-c", "sleep 30"]);
-    let mut child = env
-        .omac()
-        .arg("run")
-        .arg(&b)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_run(&[], &b);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !mark.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -911,15 +903,7 @@ fn killing_omac_leaves_no_mount_point_on_the_host() {
     let mark = env.work.join(".omac");
     let nap = format!("31.{}{}", std::process::id(), rand());
     let b = bundle_of(&env, "default", &["/bin/sh", "-c", &format!("sleep {nap}")]);
-    let mut child = env
-        .omac()
-        .arg("run")
-        .arg(&b)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_run(&[], &b);
     let wait_until = |cond: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !cond() && std::time::Instant::now() < deadline {

@@ -176,6 +176,19 @@ impl Env {
             .unwrap()
     }
 
+    /// Starts `omac run` of `bundle` through `wrapper` (see [`Env::omac_via`]) with no
+    /// input and its output discarded, for a test that stops or kills it.
+    pub fn spawn_run(&self, wrapper: &[&str], bundle: &Path) -> std::process::Child {
+        self.omac_via(wrapper)
+            .arg("run")
+            .arg(bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// The attack inside `omac run` of a bundle of `profile`.
     pub fn confined(&self, profile: &str, args: &[&str]) -> Output {
         let b = self.bundle(profile, args);
