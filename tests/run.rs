@@ -761,17 +761,31 @@ fn a_bundle_that_fails_to_load_after_the_stage_started() {
     assert!(stderr(&o).contains("digest"), "{}", text(&o));
 }
 
+/// Adds to bundle `b` a tmpfs whose mount point is missing in the work directory: init
+/// makes it on the host, and it is removed after the run. Returns its host path.
+fn with_a_mount_point_to_make(env: &Env, b: &std::path::Path) -> std::path::PathBuf {
+    let mark = env.work.join("made-for-the-run");
+    let cfg = b.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        "destination": mark, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
+    }));
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    mark
+}
+
 /// init mounts the bundle's view as soon as the stage started ahead has the plan's head,
-/// creating a missing mount point in the work directory (`.omac`, masked read-only). A
-/// run called off after that (here: a run-time socket that does not exist) removes that
-/// mount point, mounts nothing on the host, and leaves no process behind.
+/// creating a missing mount point in the work directory. A run called off after that
+/// (here: a run-time socket that does not exist) removes that mount point, mounts nothing
+/// on the host, and leaves no process behind.
 #[test]
 fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     let env = Env::new();
-    let mark = env.work.join(".omac");
     // Control: during a run the mount point exists on the host (the test would see one
     // left behind), and it is removed after the run.
     let b = bundle_of(&env, "default", &["/bin/sh", "-c", "sleep 30"]);
+    let mark = with_a_mount_point_to_make(&env, &b);
     let mut child = env.spawn_run(&[], &b);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !mark.exists() && std::time::Instant::now() < deadline {
@@ -808,6 +822,39 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
         let left = command_lines_with(&b.display().to_string());
         assert!(left.is_empty(), "processes outlived the run: {left:?}");
     }
+}
+
+/// The work directory's `.omac` (omac's control directory) is covered read-only in the
+/// sandbox. When it is missing omac makes it before the run, and it stays: a mount point
+/// made and removed per run would let one run's removal take another's cover away.
+#[test]
+fn the_workdirs_control_directory_is_made_once_and_covered() {
+    let env = Env::new();
+    let dir = env.work.join(".omac");
+    assert!(!dir.exists());
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "mkdir .omac/profiles 2>/dev/null || echo covered",
+        ],
+    );
+    for _ in 0..2 {
+        let o = run(&env, &b, &[]);
+        assert_eq!(stdout(&o), "covered\n", "{}", text(&o));
+        assert!(dir.is_dir(), "omac made no .omac");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+    // Control: the same command without the sandbox creates the directory.
+    let o = Command::new("/bin/sh")
+        .args(["-c", "mkdir .omac/profiles 2>/dev/null || echo covered"])
+        .current_dir(&env.work)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "", "{}", text(&o));
+    assert!(dir.join("profiles").is_dir());
 }
 
 /// omac returns as soon as the agent's status is in, while its stage removes what the run
@@ -900,9 +947,9 @@ fn merged_usr_links_stay_links_into_the_read_only_usr() {
 #[test]
 fn killing_omac_leaves_no_mount_point_on_the_host() {
     let env = Env::new();
-    let mark = env.work.join(".omac");
     let nap = format!("31.{}{}", std::process::id(), rand());
     let b = bundle_of(&env, "default", &["/bin/sh", "-c", &format!("sleep {nap}")]);
+    let mark = with_a_mount_point_to_make(&env, &b);
     let mut child = env.spawn_run(&[], &b);
     let wait_until = |cond: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
