@@ -297,6 +297,40 @@ fn write_to_omac_control_files_in_the_workdir() {
     assert_breach(&env.unconfined(&["write", &f]));
 }
 
+/// Two runs in one workdir without `.omac`: the first ends while the second runs. Its end
+/// must not take away the second's cover of the control directory (a mount point removed
+/// on the host is unmounted in every namespace), or the second's agent could plant a
+/// profile for the next session.
+#[test]
+fn another_runs_end_does_not_uncover_the_control_directory() {
+    let env = Env::new();
+    let dir = env.work.join(".omac");
+    assert!(!dir.exists());
+    let with_args = |b: &std::path::Path, args: serde_json::Value| {
+        let cfg = b.join("config.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        v["process"]["args"] = args;
+        std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let short = env.bundle("default", &["status", "caps"]);
+    with_args(&short, serde_json::json!(["/bin/sleep", "0.3"]));
+    let plant = p(&dir.join("profile.json"));
+    let late = env.bundle("default", &["status", "caps"]);
+    let script = format!(
+        "sleep 1.5; mkdir .omac 2>/dev/null; exec {} write {plant}",
+        probe().display()
+    );
+    with_args(&late, serde_json::json!(["/bin/sh", "-c", script]));
+    let mut first = env.spawn_run(&[], &short);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let o = env.run(&late);
+    let _ = first.wait();
+    assert_safe(&o);
+    assert!(!dir.join("profile.json").exists(), "a profile was planted");
+    assert_breach(&env.unconfined(&["write", &plant]));
+}
+
 #[test]
 fn symlink_swapped_into_a_granted_path_after_bundle_creation() {
     let env = Env::new();
