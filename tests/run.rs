@@ -824,37 +824,48 @@ fn a_run_called_off_after_the_view_was_built_leaves_nothing() {
     }
 }
 
-/// The work directory's `.omac` (omac's control directory) is covered read-only in the
-/// sandbox. When it is missing omac makes it before the run, and it stays: a mount point
-/// made and removed per run would let one run's removal take another's cover away.
-#[test]
-fn the_workdirs_control_directory_is_made_once_and_covered() {
-    let env = Env::new();
-    let dir = env.work.join(".omac");
+/// A control directory of omac's (`dir`, missing) is covered read-only in a sandbox of
+/// `profile`. omac makes it before the run, and it stays: a mount point made and removed
+/// per run would let one run's removal take another's cover away.
+fn control_dir_is_made_once_and_covered(env: &Env, profile: &str, dir: &std::path::Path) {
     assert!(!dir.exists());
-    let b = bundle_of(
-        &env,
-        "default",
-        &[
-            "/bin/sh",
-            "-c",
-            "mkdir .omac/profiles 2>/dev/null || echo covered",
-        ],
+    let plant = format!(
+        "mkdir {}/profiles 2>/dev/null || echo covered",
+        dir.display()
     );
+    let b = bundle_of(env, profile, &["/bin/sh", "-c", &plant]);
     for _ in 0..2 {
-        let o = run(&env, &b, &[]);
+        let o = run(env, &b, &[]);
         assert_eq!(stdout(&o), "covered\n", "{}", text(&o));
-        assert!(dir.is_dir(), "omac made no .omac");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(dir.is_dir(), "omac made no {}", dir.display());
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
     }
     // Control: the same command without the sandbox creates the directory.
     let o = Command::new("/bin/sh")
-        .args(["-c", "mkdir .omac/profiles 2>/dev/null || echo covered"])
-        .current_dir(&env.work)
+        .args(["-c", &plant])
         .output()
         .unwrap();
     assert_eq!(stdout(&o), "", "{}", text(&o));
     assert!(dir.join("profiles").is_dir());
+}
+
+#[test]
+fn the_workdirs_control_directory_is_made_once_and_covered() {
+    let env = Env::new();
+    control_dir_is_made_once_and_covered(&env, "default", &env.work.join(".omac"));
+}
+
+#[test]
+fn the_users_control_directory_in_a_writable_home_is_made_once_and_covered() {
+    let env = Env::new();
+    let profile = env.profile(
+        "home-rw",
+        &format!(
+            r#"{{"extends": "default", "filesystem": {{"allow": ["{}"]}}}}"#,
+            env.home.display()
+        ),
+    );
+    control_dir_is_made_once_and_covered(&env, &profile, &env.home.join(".config/omac"));
 }
 
 /// omac returns as soon as the agent's status is in, while its stage removes what the run

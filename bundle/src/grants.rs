@@ -230,10 +230,10 @@ fn writable_within(p: &Path, grants: &[Grant]) -> bool {
         .is_some_and(|g| g.access.write)
 }
 
-/// Control directories that do not exist but would be created inside a writable grant:
-/// each gets an empty read-only tmpfs (see `protected::CONTROL_DIRS`).
-pub fn control_placeholders(grants: &[Grant], host: &HostFacts) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = crate::protected::CONTROL_DIRS
+/// omac's control directories on `host` (see `protected::CONTROL_DIRS`): the workdir's and
+/// the user's.
+pub fn control_dirs(host: &HostFacts) -> Vec<PathBuf> {
+    crate::protected::CONTROL_DIRS
         .iter()
         .filter_map(|c| {
             if c.starts_with('.') {
@@ -242,6 +242,14 @@ pub fn control_placeholders(grants: &[Grant], host: &HostFacts) -> Vec<PathBuf> 
                 host.expand(c)
             }
         })
+        .collect()
+}
+
+/// Control directories that do not exist but would be created inside a writable grant:
+/// each gets an empty read-only tmpfs (see `protected::CONTROL_DIRS`).
+pub fn control_placeholders(grants: &[Grant], host: &HostFacts) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = control_dirs(host)
+        .into_iter()
         .filter(|p| !exists(p) && writable_within(p, grants))
         .collect();
     v.sort();

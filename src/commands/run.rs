@@ -125,33 +125,38 @@ pub(crate) fn prestart() {
 
 /// Lets the stage started ahead create the sandbox's namespaces and view for `loaded`.
 pub(super) fn send_head(loaded: &omac_bundle::Loaded, verbose: bool) {
-    make_control_dir(loaded);
+    make_control_dirs(loaded);
     let t0 = crate::STARTED.get().copied();
     if let Err(e) = omac_runtime::send_head(loaded, verbose, t0) {
         tracing::debug!("starting the sandbox's namespaces ahead: {e}");
     }
 }
 
-/// Makes the workdir's `.omac`, omac's control directory (the workdir's profiles and
-/// config), when the bundle covers it and it is missing. A bundle hides a missing one
-/// behind an empty read-only tmpfs so that the agent cannot create it. Its mount point
-/// would otherwise be made by init and removed after the run, and two runs in one workdir
-/// would race on it: a mount point removed on the host is unmounted in every namespace, so
-/// one run's removal would take the other's cover away, or make its mount fail. It stays,
-/// as crun and runc leave the mount points they make.
-fn make_control_dir(loaded: &omac_bundle::Loaded) {
+/// Makes omac's missing control directories (the workdir's `.omac`, the user's
+/// `~/.config/omac`: profiles and config) that the bundle covers. A bundle hides a missing
+/// one inside a writable grant behind an empty read-only tmpfs so that the agent cannot
+/// create it. Its mount point would otherwise be made by init and removed after the run,
+/// and two runs would race on it: a mount point removed on the host is unmounted in every
+/// namespace, so one run's removal would take the other's cover away, or make its mount
+/// fail. They stay, as crun and runc leave the mount points they make.
+fn make_control_dirs(loaded: &omac_bundle::Loaded) {
     let Some(ext) = &loaded.ext else {
         return;
     };
-    let dir = std::path::Path::new(&ext.workdir.path).join(".omac");
-    let covered = loaded
-        .config
-        .mounts
-        .iter()
-        .any(|m| std::path::Path::new(&m.destination) == dir);
-    if covered && std::fs::symlink_metadata(&dir).is_err() {
-        // A failure leaves the mount point to the runtime, which says what is wrong.
-        let _ = std::fs::create_dir(&dir);
+    let Ok(host) = omac_bundle::HostFacts::from_process(std::path::Path::new(&ext.workdir.path))
+    else {
+        return;
+    };
+    for dir in omac_bundle::grants::control_dirs(&host) {
+        let covered = loaded
+            .config
+            .mounts
+            .iter()
+            .any(|m| std::path::Path::new(&m.destination) == dir);
+        if covered && std::fs::symlink_metadata(&dir).is_err() {
+            // A failure leaves the mount point to the runtime, which says what is wrong.
+            let _ = std::fs::create_dir_all(&dir);
+        }
     }
 }
 
