@@ -187,8 +187,13 @@ impl Begun {
             // SAFETY: a valid C string; a lazy detach of our own mount.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
-        let created = self.made.created.borrow();
-        remove_created(&created.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>());
+        remove_created(
+            self.made
+                .created
+                .borrow()
+                .iter()
+                .map(|(_, host)| host.as_str()),
+        );
     }
 }
 
@@ -250,11 +255,7 @@ pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
         )
     })?;
     let parsed = parse(&view.mounts)?;
-    let links = if view.root_tmpfs {
-        usr_links(&parsed, view)
-    } else {
-        Vec::new()
-    };
+    let links = usr_links(&parsed, view);
     let mut begun = Begun {
         rootfs: view.rootfs.clone(),
         root,
@@ -298,9 +299,13 @@ fn parse(mounts: &[Mount]) -> Result<Vec<mountopts::Parsed>, StepError> {
 /// mount fewer each. Only a bind of a top-level host link onto the same path qualifies,
 /// whose target, with no further link on the way, lies in another bind of the view onto
 /// its own host path with the same options; and nothing of the view (mount, mask,
-/// read-only path) may lie below it.
+/// read-only path) may lie below it. None when the view's root is the bundle's own
+/// directory (a link would be made there, on the host).
 fn usr_links(parsed: &[mountopts::Parsed], view: &View) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if !view.root_tmpfs {
+        return out;
+    }
     for p in parsed {
         let Kind::Bind { source, recursive } = &p.kind else {
             continue;
@@ -690,8 +695,8 @@ fn set_sysctls(
 
 /// Removes the mount points created on the host, deepest first, when they are still empty
 /// (an agent may have put something there through another path; that stays).
-pub fn remove_created(created: &[String]) {
-    for p in created.iter().rev() {
+pub fn remove_created<'a>(created: impl DoubleEndedIterator<Item = &'a str>) {
+    for p in created.rev() {
         let path = std::path::Path::new(p);
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {

@@ -312,7 +312,8 @@ fn inline(
         return Err(Error::Abnormal("not a run plan".into()));
     };
     let old = sys::signal_mask().map_err(Error::Spawn)?;
-    let sigfd = crate::stage::block_for_supervision(opts.forward_signals).map_err(Error::Spawn)?;
+    let sigfd =
+        crate::stage::block_for_supervision(opts.forward_signals, &[]).map_err(Error::Spawn)?;
     let (report_r, report_w) = sys::pipe().map_err(Error::Spawn)?;
     let rep = crate::wire::Reporter::new(report_w.as_raw_fd(), plan.verbose, plan.t0);
     let launched = crate::stage::launch(head, crate::stage::Body::Ready(run), rep, None);

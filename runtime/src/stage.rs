@@ -191,9 +191,7 @@ fn run_plan(
     rep: Reporter,
     ahead: Option<(Ahead, Vec<u8>)>,
 ) -> i32 {
-    // As `block_for_supervision`, with omac's death among the signals.
-    let signals = [supervised(true), vec![PARENT_GONE]].concat();
-    let sigfd = match sys::block_signals(&signals).and_then(|()| sys::signalfd(&signals)) {
+    let sigfd = match block_for_supervision(true, &[PARENT_GONE]) {
         Ok(fd) => fd,
         Err(e) => {
             rep.fail("signals", e.to_string(), "report this as a bug");
@@ -247,10 +245,11 @@ fn run_plan(
     code
 }
 
-/// Blocks the forwarded signals and SIGCHLD (init inherits the mask) and returns a
+/// Blocks the forwarded signals, SIGCHLD and `also` (init inherits the mask) and returns a
 /// signalfd for them.
-pub fn block_for_supervision(forward: bool) -> io::Result<OwnedFd> {
-    let signals = supervised(forward);
+pub fn block_for_supervision(forward: bool, also: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let mut signals = supervised(forward);
+    signals.extend_from_slice(also);
     sys::block_signals(&signals)?;
     sys::signalfd(&signals)
 }
@@ -375,8 +374,7 @@ impl Launched {
         if !ended || self.placement.is_some() {
             self.wait();
         }
-        self.hear();
-        crate::mounts::remove_created(&self.heard.borrow().created);
+        crate::mounts::remove_created(self.heard.borrow().created.iter().map(String::as_str));
         self.let_go();
         if let Some(t) = &self.private_tmp {
             let _ = std::fs::remove_dir_all(t);
