@@ -233,15 +233,44 @@ fn build(
     matched: SeccompAction,
     arch: TargetArch,
 ) -> Result<BpfProgram, Error> {
+    let numbers: Vec<u32> = rules
+        .keys()
+        .filter_map(|n| u32::try_from(*n).ok())
+        .collect();
+    let program = chain(rules, mismatch.clone(), matched, arch)?;
+    Ok(crate::entry::with_entry(
+        program,
+        &numbers,
+        u32::from(mismatch),
+        native_audit_arch(),
+    ))
+}
+
+/// seccompiler's program: each rule's number in turn.
+fn chain(
+    rules: RuleMap,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> Result<BpfProgram, Error> {
     let f = SeccompFilter::new(rules, mismatch, matched, arch)
         .map_err(|e| Error::Invalid(e.to_string()))?;
     f.try_into()
         .map_err(|e: seccompiler::BackendError| Error::Invalid(e.to_string()))
 }
 
+/// The AUDIT_ARCH value of this machine's syscalls.
+fn native_audit_arch() -> u32 {
+    if cfg!(target_arch = "x86_64") {
+        AUDIT_ARCH_X86_64
+    } else {
+        AUDIT_ARCH_AARCH64
+    }
+}
+
 pub(crate) const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 pub(crate) const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const BPF_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+pub(crate) const BPF_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 pub(crate) const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 pub(crate) const SECCOMP_DATA_NR: u32 = 0;
 pub(crate) const SECCOMP_DATA_ARCH: u32 = 4;
@@ -257,11 +286,7 @@ pub(crate) fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 /// omac's own first check: a syscall from another entry point (i386 `int 0x80`, x32, or
 /// arm32 compat) kills the process, whatever the rest of the filter says.
 fn prologue() -> BpfProgram {
-    let native = if cfg!(target_arch = "x86_64") {
-        AUDIT_ARCH_X86_64
-    } else {
-        AUDIT_ARCH_AARCH64
-    };
+    let native = native_audit_arch();
     let kill = libc::SECCOMP_RET_KILL_PROCESS;
     let allow = libc::SECCOMP_RET_ALLOW;
     if cfg!(target_arch = "x86_64") {
@@ -291,19 +316,25 @@ mod tests {
 
     /// Runs one classic BPF program on a `seccomp_data` of (nr, arch).
     fn eval(prog: &[sock_filter], nr: u32, arch: u32) -> u32 {
-        let (mut a, mut pc) = (0u32, 0usize);
+        run(prog, nr, arch, 0).0
+    }
+
+    /// [`eval`] with every argument `arg`; also the number of instructions run.
+    fn run(prog: &[sock_filter], nr: u32, arch: u32, arg: u32) -> (u32, usize) {
+        let (mut a, mut pc, mut steps) = (0u32, 0usize, 0usize);
         loop {
             let i = &prog[pc];
             pc += 1;
+            steps += 1;
             match i.code {
                 BPF_LD_W_ABS => {
                     a = match i.k {
                         SECCOMP_DATA_NR => nr,
                         SECCOMP_DATA_ARCH => arch,
-                        _ => 0, // instruction pointer and arguments: zero here
+                        _ => arg, // instruction pointer and arguments
                     }
                 }
-                BPF_RET_K => return i.k,
+                BPF_RET_K => return (i.k, steps),
                 0x05 => pc += i.k as usize, // JA
                 0x15 | 0x25 | 0x35 | 0x45 => {
                     let t = match i.code {
@@ -357,6 +388,102 @@ mod tests {
         // EPERM, ENOSYS, EAFNOSUPPORT, and the prologue.
         assert_eq!(c.programs().len(), 4);
         assert!(c.instruction_count() < 4096);
+    }
+
+    /// A rule map: `plain` numbers match whatever the arguments, `masked` ones when the
+    /// first argument has the given bits.
+    fn rules_of(plain: &[i64], masked: &[(i64, u64)]) -> RuleMap {
+        let mut m = RuleMap::new();
+        for n in plain {
+            add(&mut m, *n, None);
+        }
+        for (n, bits) in masked {
+            let c = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(*bits),
+                *bits,
+            )
+            .unwrap();
+            add(&mut m, *n, Some(SeccompRule::new(vec![c]).unwrap()));
+        }
+        m
+    }
+
+    /// Every architecture, number (native, x32, beyond any table) and argument gets the same
+    /// answer with the entry in front as from seccompiler's program alone; a native number
+    /// without rules gets it after a handful of instructions.
+    #[test]
+    fn the_entry_changes_no_answer_and_shortens_the_walk() {
+        let arch = native_audit_arch();
+        let plain: Vec<i64> = [0, 1, 2, 59, 100, 101, 102, 103, 250, 449].into();
+        let masked = [(41, 0x2), (56, 0x1_0000_0000), (101, 0x20000)];
+        let actions = [
+            (SeccompAction::Allow, SeccompAction::Errno(1)),
+            (SeccompAction::Errno(13), SeccompAction::Allow),
+            (SeccompAction::KillProcess, SeccompAction::Allow),
+        ];
+        let mut numbers: Vec<u32> = (0..1100).collect();
+        numbers.extend([
+            X32_SYSCALL_BIT | 1,
+            X32_SYSCALL_BIT | 59,
+            u32::MAX - 1,
+            u32::MAX,
+        ]);
+        for (mismatch, matched) in actions {
+            let rules = rules_of(&plain, &masked);
+            let keys: Vec<u32> = rules.keys().map(|n| *n as u32).collect();
+            let target = target_arch().unwrap();
+            let alone = chain(rules.clone(), mismatch.clone(), matched.clone(), target).unwrap();
+            let entered = build(rules, mismatch.clone(), matched, target).unwrap();
+            assert!(entered.len() > alone.len(), "the entry was added");
+            for a in [arch, 0x4000_0003, 0x1234] {
+                for &nr in &numbers {
+                    for arg in [0u32, 2, 0x20000, u32::MAX] {
+                        let (want, walked) = run(&alone, nr, a, arg);
+                        let (got, steps) = run(&entered, nr, a, arg);
+                        assert_eq!(got, want, "arch {a:#x} nr {nr:#x} arg {arg:#x}");
+                        if a == arch && !keys.contains(&nr) {
+                            assert_eq!(got, u32::from(mismatch.clone()));
+                            assert!(
+                                steps <= 12,
+                                "nr {nr}: {steps} instructions (alone {walked})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The default policy's programs answer a number they have no rule for at once.
+    #[test]
+    fn the_default_policy_is_searched_not_walked() {
+        let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();
+        let first = &c.programs()[0];
+        let getpid = syscalls::number("getpid").unwrap() as u32;
+        let (answer, steps) = run(first, getpid, native_audit_arch(), 0);
+        assert_eq!(answer, libc::SECCOMP_RET_ALLOW);
+        assert!(steps <= 12, "{steps} instructions for getpid");
+        // The program's own chain would have compared getpid with each of its numbers.
+        assert!(first.len() > 60, "{} instructions", first.len());
+    }
+
+    /// With too many numbers for classic BPF's short jumps the program stays as it was.
+    #[test]
+    fn too_many_numbers_for_short_jumps_leave_the_program_alone() {
+        let plain: Vec<i64> = (0..600).step_by(2).collect();
+        let rules = rules_of(&plain, &[]);
+        let target = target_arch().unwrap();
+        let alone = chain(
+            rules.clone(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(1),
+            target,
+        )
+        .unwrap();
+        let built = build(rules, SeccompAction::Allow, SeccompAction::Errno(1), target).unwrap();
+        assert_eq!(built.len(), alone.len());
     }
 
     fn one(action: Action) -> LinuxSeccomp {

@@ -2,6 +2,7 @@
 //! edits on it, and the compiler that turns any OCI filter into BPF for the runtime.
 
 pub mod compile;
+mod entry;
 pub mod errno;
 pub mod oci;
 pub mod policy;
