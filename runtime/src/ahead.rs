@@ -114,7 +114,7 @@ fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
         sys::exit_now(1);
     }
     // Idle until the head arrives: the agent's bounding set is emptied now (see
-    // `caps::drop_bounding`; the agent checks it again).
+    // `caps::drop_bounding`; the agent it forks finds it done).
     let _ = crate::caps::drop_bounding();
     // As if cloned after the stage blocked them (init keeps them blocked for its signalfd).
     if sys::block_signals(&stage::supervised(true)).is_err() {

@@ -2,8 +2,14 @@
 //! inheritable.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sys;
+
+/// This process emptied its bounding set already (see [`drop_bounding`]). A set never
+/// grows, and a fork copies this flag with the memory, so a process forked after that
+/// (init's agent) need not read all of its capabilities again.
+static EMPTIED: AtomicBool = AtomicBool::new(false);
 
 /// The capability number of CAP_SETPCAP.
 const CAP_SETPCAP: u32 = 8;
@@ -27,8 +33,11 @@ pub fn drop_all() -> io::Result<bool> {
 /// CAP_SETPCAP: see [`drop_all`]). Capabilities already out of it are skipped: reading the
 /// set is cheap, while each drop replaces the process's credentials. init, which never
 /// execs, empties it while it waits for its plan (its effective set, which builds the
-/// view, is not touched), so that the agent it forks only checks.
+/// view, is not touched), so that the agent it forks has nothing left to do.
 pub fn drop_bounding() -> io::Result<bool> {
+    if EMPTIED.load(Ordering::Relaxed) {
+        return Ok(true);
+    }
     for cap in 0..64u64 {
         match sys::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) {
             Ok(0) => continue,
@@ -43,6 +52,7 @@ pub fn drop_bounding() -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
+    EMPTIED.store(true, Ordering::Relaxed);
     Ok(true)
 }
 
