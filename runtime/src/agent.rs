@@ -24,6 +24,8 @@ fn die(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>
 /// Becomes the agent: never returns.
 pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
     sys::name_thread(c"omac-agent");
+    // What the agent reports before its exec goes out in one write (see `Reporter::hold`).
+    ctx.rep.hold();
     // The CPUs omac had, not the one its sandbox was built on.
     crate::cpus::restore_self();
     // init reset every disposition; the agent only has to unblock what init supervises.
@@ -154,6 +156,7 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
     };
     install_seccomp(plan, ctx);
     ctx.rep.debug(|| format!("exec {}", program.display()));
+    ctx.rep.release();
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();

@@ -258,7 +258,11 @@ pub enum Msg {
     },
 }
 
-/// Writes report messages to a descriptor, one line each (short enough to be atomic).
+/// Messages this process keeps back (see [`Reporter::hold`]); None: each is sent at once.
+static HELD: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+
+/// Writes report messages to a descriptor, one line each (short enough to be atomic), or
+/// several lines in one write of at most `PIPE_BUF` bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Reporter {
     fd: RawFd,
@@ -286,11 +290,41 @@ impl Reporter {
         self.fd
     }
 
-    /// Sends `msg` (errors are ignored: the reader may be gone).
+    /// Sends `msg` (errors are ignored: the reader may be gone), or keeps it for
+    /// [`Reporter::release`] while this process holds its messages.
     pub fn send(&self, msg: &Msg) {
         if let Ok(mut line) = serde_json::to_vec(msg) {
             line.push(b'\n');
-            let _ = crate::sys::write_all(self.fd, &line);
+            let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+            match held.as_mut() {
+                Some(buf) => {
+                    // Each write stays one atomic pipe write (other processes write too).
+                    if buf.len() + line.len() > libc::PIPE_BUF {
+                        let _ = crate::sys::write_all(self.fd, buf);
+                        buf.clear();
+                    }
+                    buf.extend_from_slice(&line);
+                }
+                None => {
+                    let _ = crate::sys::write_all(self.fd, &line);
+                }
+            }
+        }
+    }
+
+    /// From now on this process keeps its messages until [`Reporter::release`] (or a
+    /// failure) sends them in one write. The agent does so until its exec: each write
+    /// wakes omac's reader on another CPU, which costs the writer too.
+    pub fn hold(&self) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        held.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends the messages held since [`Reporter::hold`], and stops holding.
+    pub fn release(&self) {
+        let buf = HELD.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(buf) = buf.filter(|b| !b.is_empty()) {
+            let _ = crate::sys::write_all(self.fd, &buf);
         }
     }
 
@@ -309,13 +343,14 @@ impl Reporter {
         }
     }
 
-    /// Sends a failure.
+    /// Sends a failure, after whatever this process held.
     pub fn fail(&self, step: &str, message: impl Into<String>, fix: impl Into<String>) {
         self.send(&Msg::Fail {
             step: step.to_string(),
             message: message.into(),
             fix: fix.into(),
         });
+        self.release();
     }
 
     /// Sends a layer status.
