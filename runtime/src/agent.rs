@@ -355,7 +355,10 @@ fn install_seccomp(plan: &RunPlan, ctx: &Ctx) {
         "seccomp",
         LayerStatus::new(
             Level::Full,
-            format!("{} programs, {count} instructions", programs.len()),
+            match programs.len() {
+                1 => format!("1 program, {count} instructions"),
+                n => format!("{n} programs, {count} instructions"),
+            },
         ),
     );
     for p in &programs {

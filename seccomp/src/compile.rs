@@ -4,8 +4,9 @@
 //! stack of BPF programs: one per distinct refusing action (and one for the default action
 //! when it is not "allow"), plus omac's own prologue that refuses foreign entry points
 //! (i386 `int 0x80`, x32) which seccompiler's arch check would let through or which a
-//! bundle might try to admit. The kernel runs every installed program and keeps the most
-//! restrictive answer, which gives the OCI meaning "the strictest matching rule wins".
+//! bundle might try to admit. Run as a stack, the kernel keeps the most restrictive answer,
+//! which gives the OCI meaning "the strictest matching rule wins"; the stack is loaded as
+//! one program with the same answers (see `merge`).
 
 use std::collections::BTreeMap;
 
@@ -152,6 +153,16 @@ fn add(map: &mut RuleMap, nr: i64, rule: Option<SeccompRule>) {
 
 /// Compiles `filter` for the running architecture.
 pub fn compile(filter: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
+    let stack = stack_of(filter)?;
+    let programs = match crate::merge::merge(&stack) {
+        Some(one) => vec![one],
+        None => stack.into_iter().map(|(p, _)| p).collect(),
+    };
+    Ok(CompiledFilter { programs })
+}
+
+/// `filter` checked, as the stack of programs the kernel would run (see [`stack`]).
+fn stack_of(filter: &LinuxSeccomp) -> Result<Vec<(BpfProgram, u32)>, Error> {
     let arch = target_arch()?;
     let native = Arch::native().ok_or(Error::UnsupportedArch)?;
     if let Some(path) = &filter.listener_path {
@@ -207,24 +218,32 @@ pub fn compile(filter: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
         }
     }
 
-    let mut programs = Vec::new();
+    stack(default, by_outcome, arch)
+}
+
+/// The stack of programs, in installation order, each with the action it answers besides
+/// "allow": the base program when `default` is not "allow", one per other outcome, and
+/// the prologue.
+fn stack(
+    default: Outcome,
+    mut by_outcome: BTreeMap<Outcome, RuleMap>,
+    arch: TargetArch,
+) -> Result<Vec<(BpfProgram, u32)>, Error> {
+    let mut stack: Vec<(BpfProgram, u32)> = Vec::new();
     if default != Outcome::Allow {
         // The base program: the default outcome for anything not explicitly allowed.
         let allowed = by_outcome.remove(&Outcome::Allow).unwrap_or_default();
-        programs.push(build(
-            allowed,
-            default.action(),
-            SeccompAction::Allow,
-            arch,
-        )?);
+        let program = build(allowed, default.action(), SeccompAction::Allow, arch)?;
+        stack.push((program, default.action().into()));
     } else {
         by_outcome.remove(&Outcome::Allow);
     }
     for (outcome, rules) in by_outcome {
-        programs.push(build(rules, SeccompAction::Allow, outcome.action(), arch)?);
+        let program = build(rules, SeccompAction::Allow, outcome.action(), arch)?;
+        stack.push((program, outcome.action().into()));
     }
-    programs.push(prologue());
-    Ok(CompiledFilter { programs })
+    stack.push((prologue(), libc::SECCOMP_RET_KILL_PROCESS));
+    Ok(stack)
 }
 
 fn build(
@@ -383,11 +402,104 @@ mod tests {
     }
 
     #[test]
-    fn default_policy_compiles_to_a_few_small_programs() {
+    fn default_policy_compiles_to_one_program() {
         let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();
-        // EPERM, ENOSYS, EAFNOSUPPORT, and the prologue.
-        assert_eq!(c.programs().len(), 4);
+        assert_eq!(c.programs().len(), 1);
         assert!(c.instruction_count() < 4096);
+    }
+
+    /// The kernel's answer for a stack of programs (installation order): the most
+    /// restrictive, and of two alike the one installed last.
+    fn stack_verdict(stack: &[(BpfProgram, u32)], nr: u32, arch: u32, arg: u32) -> u32 {
+        let mut answer = libc::SECCOMP_RET_ALLOW;
+        for (p, _) in stack.iter().rev() {
+            let r = run(p, nr, arch, arg).0;
+            if crate::merge::rank(r) < crate::merge::rank(answer) {
+                answer = r;
+            }
+        }
+        answer
+    }
+
+    fn rule(
+        names: &[&str],
+        action: Action,
+        errno: Option<u32>,
+        args: Vec<crate::oci::Arg>,
+    ) -> Syscall {
+        Syscall {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            action,
+            errno_ret: errno,
+            args,
+        }
+    }
+
+    fn masked(index: u32, bits: u64) -> crate::oci::Arg {
+        crate::oci::Arg {
+            index,
+            value: bits,
+            value_two: Some(bits),
+            op: Op::MaskedEqual,
+        }
+    }
+
+    /// The merged program answers every (architecture, number, argument) as the kernel
+    /// answers for the stack: the default policy, a denylist mixing every action (two
+    /// errnos on one syscall among them), and an allowlist.
+    #[test]
+    fn one_program_answers_as_the_stack_would() {
+        let mut mixed = one(Action::Errno);
+        mixed.syscalls = vec![
+            rule(&["uname"], Action::Errno, Some(13), vec![]),
+            rule(&["uname"], Action::Errno, Some(22), vec![masked(0, 2)]),
+            rule(&["getpid", "mkdir"], Action::KillThread, None, vec![]),
+            rule(&["mkdir"], Action::Trap, None, vec![]),
+            rule(&["getppid"], Action::Trap, None, vec![masked(1, 0x20000)]),
+            rule(&["getuid"], Action::Log, None, vec![]),
+            rule(
+                &["socket"],
+                Action::KillProcess,
+                None,
+                vec![masked(0, 0x10)],
+            ),
+            rule(&["socket"], Action::Errno, Some(97), vec![]),
+        ];
+        let mut allow = one(Action::Allow);
+        allow.default_action = Action::Errno;
+        allow.syscalls = vec![
+            rule(
+                &["read", "write", "exit_group", "uname"],
+                Action::Allow,
+                None,
+                vec![],
+            ),
+            rule(&["ioctl"], Action::Allow, None, vec![masked(1, 0x5401)]),
+            rule(&["uname"], Action::Trap, None, vec![masked(0, 2)]),
+            rule(&["kill"], Action::KillProcess, None, vec![]),
+        ];
+        let mut numbers: Vec<u32> = (0..600).collect();
+        numbers.extend([X32_SYSCALL_BIT | 39, u32::MAX]);
+        for filter in [agent_policy(&Edits::default()).unwrap(), mixed, allow] {
+            let stack = stack_of(&filter).unwrap();
+            let merged = crate::merge::merge(&stack).expect("merged");
+            let mut refused = 0;
+            for a in [native_audit_arch(), 0x4000_0003, 0x1234] {
+                for &nr in &numbers {
+                    for arg in [0u32, 2, 0x10, 0x5401, 0x20000, u32::MAX] {
+                        let want = stack_verdict(&stack, nr, a, arg);
+                        assert_eq!(
+                            run(&merged, nr, a, arg).0,
+                            want,
+                            "arch {a:#x} nr {nr} arg {arg:#x}"
+                        );
+                        refused += usize::from(want != libc::SECCOMP_RET_ALLOW);
+                    }
+                }
+            }
+            // The comparison saw refusals and passes alike.
+            assert!(refused > 0 && refused < numbers.len() * 18, "{refused}");
+        }
     }
 
     /// A rule map: `plain` numbers match whatever the arguments, `masked` ones when the
@@ -456,17 +568,22 @@ mod tests {
         }
     }
 
-    /// The default policy's programs answer a number they have no rule for at once.
+    /// Each of the default policy's programs answers a number it has no rule for at once.
     #[test]
     fn the_default_policy_is_searched_not_walked() {
-        let c = compile(&agent_policy(&Edits::default()).unwrap()).unwrap();
-        let first = &c.programs()[0];
+        let stack = stack_of(&agent_policy(&Edits::default()).unwrap()).unwrap();
         let getpid = syscalls::number("getpid").unwrap() as u32;
-        let (answer, steps) = run(first, getpid, native_audit_arch(), 0);
-        assert_eq!(answer, libc::SECCOMP_RET_ALLOW);
-        assert!(steps <= 12, "{steps} instructions for getpid");
-        // The program's own chain would have compared getpid with each of its numbers.
-        assert!(first.len() > 60, "{} instructions", first.len());
+        for (p, _) in &stack {
+            let (answer, steps) = run(p, getpid, native_audit_arch(), 0);
+            assert_eq!(answer, libc::SECCOMP_RET_ALLOW);
+            assert!(
+                steps <= 12,
+                "{steps} of {} instructions for getpid",
+                p.len()
+            );
+        }
+        // The first program's chain alone would have compared getpid with each number.
+        assert!(stack[0].0.len() > 60, "{} instructions", stack[0].0.len());
     }
 
     /// With too many numbers for classic BPF's short jumps the program stays as it was.
@@ -531,7 +648,17 @@ mod tests {
     fn allowlist_filters_get_a_base_program() {
         let mut f = one(Action::Allow);
         f.default_action = Action::Errno;
+        assert_eq!(stack_of(&f).unwrap().len(), 2);
         let c = compile(&f).unwrap();
-        assert_eq!(c.programs().len(), 2);
+        let uname = syscalls::number("uname").unwrap() as u32;
+        let getpid = syscalls::number("getpid").unwrap() as u32;
+        assert_eq!(
+            verdict(&c, uname, native_audit_arch()),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            verdict(&c, getpid, native_audit_arch()),
+            libc::SECCOMP_RET_ERRNO
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod compile;
 mod entry;
 pub mod errno;
+mod merge;
 pub mod oci;
 pub mod policy;
 pub mod probe;
