@@ -605,11 +605,13 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Whether the calling process has a single thread (then it may fork without exec).
 pub fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .is_some_and(|n| n.trim() == "1")
-    })
+    // procfs counts a process's threads in its task directory's link count (two plus one
+    // per thread): one stat instead of formatting and reading /proc/self/status.
+    // SAFETY: plain data filled by the kernel.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and buffer.
+    let r = unsafe { libc::stat(c"/proc/self/task".as_ptr(), &mut st) };
+    r == 0 && st.st_nlink == 3
 }
 
 /// The calling thread's signal mask.
@@ -632,4 +634,35 @@ pub fn set_signal_mask(set: &libc::sigset_t) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(r));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test harness runs tests on threads of its own; a fork of it has one thread.
+    #[test]
+    fn single_threaded_counts_the_threads() {
+        let other =
+            std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+        assert!(!single_threaded());
+        let (r, w) = pipe().unwrap();
+        // SAFETY: the child only calls stat, write and _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let byte = [u8::from(single_threaded())];
+            // SAFETY: a valid buffer on our pipe.
+            unsafe { libc::write(w.as_raw_fd(), byte.as_ptr().cast(), 1) };
+            exit_now(0);
+        }
+        drop(w);
+        let mut byte = [9u8];
+        // SAFETY: a valid buffer on our pipe.
+        let n = unsafe { libc::read(r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        let mut status = 0;
+        // SAFETY: our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        other.join().unwrap();
+        assert_eq!((n, byte[0]), (1, 1), "the forked child saw one thread");
+    }
 }

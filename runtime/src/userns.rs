@@ -43,8 +43,8 @@ pub fn apparmor_label() -> Option<String> {
 pub fn apparmor_restricts() -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1)
-        && !root
+    !root
+        && read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1)
         && apparmor_label().is_none_or(|l| l == "unconfined")
 }
 
