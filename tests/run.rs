@@ -284,6 +284,54 @@ fn window_size_changes_reach_the_agent() {
     assert_eq!(code, Some(0));
 }
 
+/// The agent starts with every signal at its default action: what omac's processes or
+/// its parent ignore or catch (Rust ignores SIGPIPE; glibc's own signals 32 and 33 cannot
+/// be reset through its wrappers) does not reach it, also when init skips its own reset
+/// because the stage it was cloned from did it. Control: the probe sees signals ignored.
+#[test]
+fn the_agent_starts_with_default_signal_actions() {
+    let env = Env::new();
+    let sig_lines = |out: &[u8]| -> String {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter(|l| l.starts_with("SigIgn") || l.starts_with("SigCgt"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let b = bundle_of(&env, "default", &["/bin/cat", "/proc/self/status"]);
+    // Started with SIGPIPE and glibc's signal 32 ignored (the system call: glibc's
+    // wrappers refuse 32).
+    let ignoring = |c: &mut Command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only system calls between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let ign: [libc::c_ulong; 4] = [libc::SIG_IGN as libc::c_ulong, 0, 0, 0];
+                for s in [libc::SIGPIPE, 32] {
+                    libc::syscall(libc::SYS_rt_sigaction, s, ign.as_ptr(), 0usize, 8usize);
+                }
+                Ok(())
+            })
+        };
+    };
+    let mut c = env.omac();
+    ignoring(&mut c);
+    let o = c.arg("run").arg(&b).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(
+        sig_lines(&o.stdout),
+        "SigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n",
+        "{}",
+        text(&o)
+    );
+    let mut c = Command::new("/bin/cat");
+    ignoring(&mut c);
+    let control = c.arg("/proc/self/status").output().unwrap();
+    assert_eq!(
+        sig_lines(&control.stdout),
+        "SigIgn:\t0000000080001000\nSigCgt:\t0000000000000000\n"
+    );
+}
+
 #[test]
 fn run_time_sockets_and_the_loopback_bridge() {
     let env = Env::new();
