@@ -105,6 +105,7 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
     match sys::clone_fork(0, None)? {
         sys::Forked::Parent(pid) => {
             if let Some(s) = split {
+                s.place_stage(pid);
                 s.pin_omac();
             }
             Ok(pid)
