@@ -291,6 +291,7 @@ pub(crate) const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 pub(crate) const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 pub(crate) const BPF_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 pub(crate) const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
+pub(crate) const BPF_JA: u16 = 0x05; // BPF_JMP | BPF_JA
 pub(crate) const SECCOMP_DATA_NR: u32 = 0;
 pub(crate) const SECCOMP_DATA_ARCH: u32 = 4;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -354,7 +355,7 @@ mod tests {
                     }
                 }
                 BPF_RET_K => return (i.k, steps),
-                0x05 => pc += i.k as usize, // JA
+                BPF_JA => pc += i.k as usize,
                 0x15 | 0x25 | 0x35 | 0x45 => {
                     let t = match i.code {
                         0x15 => a == i.k,

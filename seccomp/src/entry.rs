@@ -15,10 +15,9 @@
 
 use seccompiler::{sock_filter, BpfProgram};
 
-use crate::compile::{insn, BPF_JEQ_K, BPF_LD_W_ABS, BPF_RET_K, SECCOMP_DATA_ARCH};
+use crate::compile::{insn, BPF_JA, BPF_JEQ_K, BPF_LD_W_ABS, BPF_RET_K, SECCOMP_DATA_ARCH};
 use crate::compile::{BPF_JGE_K, SECCOMP_DATA_NR};
 
-const BPF_JA: u16 = 0x05; // BPF_JMP | BPF_JA
 /// A jump to the program, its offset filled in once the entry's length is known.
 const TO_PROGRAM: u32 = u32::MAX;
 

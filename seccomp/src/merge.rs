@@ -15,9 +15,11 @@
 
 use seccompiler::{sock_filter, BpfProgram};
 
-use crate::compile::{insn, BPF_RET_K};
+use crate::compile::{insn, BPF_JA, BPF_RET_K};
 
-const BPF_JA: u16 = 0x05; // BPF_JMP | BPF_JA
+/// The instruction class bits, and the class of returns.
+const BPF_CLASS: u16 = 0x07;
+const BPF_RET: u16 = 0x06;
 /// The kernel's limit on one program (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
 
@@ -43,7 +45,7 @@ pub fn merge(stack: &[(BpfProgram, u32)]) -> Option<BpfProgram> {
     for (n, (program, _)) in order.into_iter().enumerate() {
         let next = out.len() + program.len();
         for i in program {
-            if i.code & 0x07 == 0x06 && i.code != BPF_RET_K {
+            if i.code & BPF_CLASS == BPF_RET && i.code != BPF_RET_K {
                 // A return of the accumulator: its value is unknown here.
                 return None;
             }
