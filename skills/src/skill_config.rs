@@ -146,9 +146,11 @@ fn emit_values(out: &mut String, key: &str, values: &Values, always: bool) {
 /// A string as a YAML scalar the way yaml.v3 chooses its style: plain when that reads back
 /// as the same string, double-quoted when plain text would read as another type (`100`,
 /// `false`, `yes`, `~`, ``), single-quoted when plain is not allowed (`a: b`, ` x`), and
-/// double-quoted with escapes for control characters.
+/// double-quoted with escapes for control characters, line and paragraph separators and the
+/// byte order mark (outside double quotes YAML reads the separators as line breaks, which
+/// quoting folds away).
 pub fn scalar(s: &str) -> String {
-    if s.chars().any(|c| c.is_control()) {
+    if s.chars().any(escaped) {
         return double_quoted(s);
     }
     if resolves_to_non_string(s) {
@@ -169,7 +171,10 @@ fn double_quoted(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
+            // yaml.v3's escapes for the line and paragraph separators.
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if escaped(c) => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
@@ -177,6 +182,11 @@ fn double_quoted(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Characters a scalar carries only as a double-quoted escape.
+fn escaped(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
 /// Whether a plain scalar `s` would be read as null, a bool (YAML 1.1 spellings included,
@@ -320,6 +330,23 @@ mod tests {
         assert_eq!(scalar("http://host:8080/x?a=b"), "http://host:8080/x?a=b");
         assert_eq!(scalar("hello world"), "hello world");
         assert_eq!(scalar("two\nlines"), "\"two\\nlines\"");
+        assert_eq!(scalar(" \u{2028}"), "\" \\L\"");
+        assert_eq!(scalar("a\u{2029}b\u{feff}"), "\"a\\Pb\\uFEFF\"");
+    }
+
+    /// Found by the property below: a separator after a space came back without the space
+    /// when single-quoted.
+    #[test]
+    fn separators_read_back_unchanged() {
+        for v in [" \u{2028}", "\u{2029}x", "x \u{2028} y", "\u{feff}bom"] {
+            let mut c = SkillConfig {
+                version: 1,
+                ..Default::default()
+            };
+            c.set("s", "F", v);
+            let back: SkillConfig = serde_norway::from_str(&c.to_yaml()).unwrap();
+            assert_eq!(back.get("s", "F"), Some(v), "{}", c.to_yaml());
+        }
     }
 
     #[test]
