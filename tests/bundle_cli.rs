@@ -480,6 +480,47 @@ fn verify_passes_good_bundles_and_names_each_problem() {
         assert_eq!(o.status.code(), Some(3), "{cmd}: {}", show(&o));
     }
 
+    // Two skill layers of one name, with the digest annotation made to match: every
+    // command that reads the bundle refuses it by field. The control gives the second layer
+    // another name and the same bundle loads.
+    for (second, refused) in [("echo", true), ("other", false)] {
+        let dir = f.create(&format!("dup-{second}"), &["--", "/bin/sh"]);
+        let ext_path = dir.join("omac.json");
+        let mut ext: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&ext_path).unwrap()).unwrap();
+        let layer = |name: &str, hex: char| {
+            serde_json::json!({"name": name, "digest": format!("sha256:{}", hex.to_string().repeat(64)),
+                               "source": format!("/skills/{name}")})
+        };
+        ext["skills"] = serde_json::json!([layer("echo", 'a'), layer(second, 'b')]);
+        let text = serde_json::to_vec_pretty(&ext).unwrap();
+        std::fs::write(&ext_path, &text).unwrap();
+        edit_config(&dir, |v| {
+            v["annotations"][omac_bundle::ext::ANNOTATION] =
+                serde_json::json!(omac_bundle::render::digest(&text));
+        });
+        for cmd in ["explain", "verify", "diff"] {
+            let mut c = f.omac();
+            c.args(["bundle", cmd]).arg(&dir);
+            if cmd == "diff" {
+                c.arg(&dir);
+            }
+            let o = run(&mut c);
+            let said = format!("{}{}", stdout(&o), stderr(&o));
+            let named = said.contains("skills[].name: \"echo\" is given twice");
+            if refused {
+                assert_eq!(o.status.code(), Some(3), "{cmd}: {}", show(&o));
+                assert!(named, "{cmd}: {}", show(&o));
+            } else {
+                assert!(!named, "{cmd}: {}", show(&o));
+                if cmd != "verify" {
+                    // (verify fails on the made-up layers' sources; that is not this check.)
+                    assert_eq!(o.status.code(), Some(0), "{cmd}: {}", show(&o));
+                }
+            }
+        }
+    }
+
     // What the schema cannot see.
     let bad = f.create("bad", &["--", "/bin/sh"]);
     edit_config(&bad, |v| {

@@ -341,39 +341,85 @@ fn profile() -> impl Strategy<Value = Value> {
         )
 }
 
-fn extras() -> impl Strategy<Value = omac_bundle::Extras> {
-    proptest::collection::vec(("[a-z]{1,8}", "[0-9a-f]{64}"), 0..3).prop_map(|skills| {
-        let mut e = omac_bundle::Extras::default();
-        for (name, hex) in skills {
-            e.skills.push(omac_bundle::ext::SkillLayer {
-                name: name.clone(),
-                digest: format!("sha256:{hex}"),
-                source: format!("/skills/{name}"),
-            });
-            e.facade_mounts.push(omac_bundle::ext::FacadeMount {
-                mount: name.clone(),
-                skill: name.clone(),
-            });
-            e.sidecars.push(omac_bundle::ext::Sidecar {
-                skill: name.clone(),
-                mount: name.clone(),
-                command: vec!["python3".into(), "server.py".into()],
-                health: omac_bundle::ext::Health {
-                    path: "/health".into(),
-                    initial_delay_ms: 100,
-                    interval_ms: 200,
-                    timeout_ms: 5000,
-                },
-                env: vec!["LANG".into()],
-                secrets: vec!["API_TOKEN".into()],
-                config: vec![],
-                max_body_bytes: 1 << 20,
-                idle_timeout_secs: 60,
-            });
+/// Session extras with one skill (layer, facade route, sidecar) per (name, hex digest).
+fn extras_of(skills: impl IntoIterator<Item = (String, String)>) -> omac_bundle::Extras {
+    let mut e = omac_bundle::Extras::default();
+    for (name, hex) in skills {
+        e.skills.push(omac_bundle::ext::SkillLayer {
+            name: name.clone(),
+            digest: format!("sha256:{hex}"),
+            source: format!("/skills/{name}"),
+        });
+        e.facade_mounts.push(omac_bundle::ext::FacadeMount {
+            mount: name.clone(),
+            skill: name.clone(),
+        });
+        e.sidecars.push(omac_bundle::ext::Sidecar {
+            skill: name.clone(),
+            mount: name.clone(),
+            command: vec!["python3".into(), "server.py".into()],
+            health: omac_bundle::ext::Health {
+                path: "/health".into(),
+                initial_delay_ms: 100,
+                interval_ms: 200,
+                timeout_ms: 5000,
+            },
+            env: vec!["LANG".into()],
+            secrets: vec!["API_TOKEN".into()],
+            config: vec![],
+            max_body_bytes: 1 << 20,
+            idle_timeout_secs: 60,
+        });
+    }
+    e.env.push(("OMAC_SESSION".into(), "fixed".into()));
+    e
+}
+
+/// The host as generate sees it, with `home` and `work` from [`fixture`].
+fn host_facts(home: &Path, work: &Path) -> HostFacts {
+    HostFacts {
+        workdir: work.to_path_buf(),
+        home: home.to_path_buf(),
+        // SAFETY: getuid and getgid cannot fail.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        path: "/usr/local/bin:/usr/bin:/bin".into(),
+        vars: [("HOME".to_string(), home.display().to_string())].into(),
+    }
+}
+
+#[test]
+fn a_skill_given_twice_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(t.path()).unwrap();
+    let (home, work) = fixture(&root);
+    let host = host_facts(&home, &work);
+    let resolved = Lookup::new(None, &work).resolve("default").unwrap();
+    let hex = |c: char| c.to_string().repeat(64);
+    for (second, refused) in [("t", true), ("u", false)] {
+        let session = Session {
+            profile: &resolved,
+            harness: None,
+            command: vec!["/bin/true".into()],
+            host: &host,
+            extras: extras_of([("t".into(), hex('a')), (second.into(), hex('b'))]),
+        };
+        let got = omac_bundle::generate(&session, &mut Vec::new());
+        match (refused, got) {
+            (true, Err(e)) => assert!(e.to_string().contains("skills[].name \"t\" twice"), "{e}"),
+            (false, Ok(b)) => assert_eq!(b.ext.skills.len(), 2),
+            (r, got) => panic!(
+                "second skill {second}: refused {r}, got {:?}",
+                got.map(|_| ())
+            ),
         }
-        e.env.push(("OMAC_SESSION".into(), "fixed".into()));
-        e
-    })
+    }
+}
+
+fn extras() -> impl Strategy<Value = omac_bundle::Extras> {
+    // Skill names are distinct, as the registry makes them: generate refuses a session
+    // that names one skill twice (see `a_skill_given_twice_is_refused`).
+    proptest::collection::btree_map("[a-z]{1,8}", "[0-9a-f]{64}", 0..3).prop_map(extras_of)
 }
 
 #[test]
@@ -383,15 +429,7 @@ fn generated_profiles_give_schema_valid_bundles_that_load_back() {
     let t = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(t.path()).unwrap();
     let (home, work) = fixture(&root);
-    let host = HostFacts {
-        workdir: work.clone(),
-        home: home.clone(),
-        // SAFETY: getuid and getgid cannot fail.
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        path: "/usr/local/bin:/usr/bin:/bin".into(),
-        vars: [("HOME".to_string(), home.display().to_string())].into(),
-    };
+    let host = host_facts(&home, &work);
     let lookup = Lookup::new(None, &work);
     let root_str = root.display().to_string();
     let counter = std::cell::Cell::new(0usize);

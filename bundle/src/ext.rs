@@ -50,6 +50,36 @@ pub struct Extension {
     pub enforcement: Enforcement,
 }
 
+impl Extension {
+    /// The first name given twice where each must name one thing: a skill layer, a
+    /// sidecar's skill or mount, a facade mount, a bridge's name or address. Returns the
+    /// field and the repeated value. Two layers of one name would leave the runtime to pick
+    /// one, and a review (`omac bundle diff`) to report changes that are not there.
+    pub fn duplicate(&self) -> Option<(&'static str, String)> {
+        fn first_repeat<'a>(
+            field: &'static str,
+            values: impl Iterator<Item = &'a String>,
+        ) -> Option<(&'static str, String)> {
+            let mut seen = std::collections::BTreeSet::new();
+            values
+                .into_iter()
+                .find(|v| !seen.insert(*v))
+                .map(|v| (field, v.clone()))
+        }
+        first_repeat("skills[].name", self.skills.iter().map(|l| &l.name))
+            .or_else(|| first_repeat("sidecars[].skill", self.sidecars.iter().map(|s| &s.skill)))
+            .or_else(|| first_repeat("sidecars[].mount", self.sidecars.iter().map(|s| &s.mount)))
+            .or_else(|| {
+                first_repeat(
+                    "facade.mounts[].mount",
+                    self.facade.mounts.iter().map(|m| &m.mount),
+                )
+            })
+            .or_else(|| first_repeat("bridges[].name", self.bridges.iter().map(|b| &b.name)))
+            .or_else(|| first_repeat("bridges[].listen", self.bridges.iter().map(|b| &b.listen)))
+    }
+}
+
 /// `profile`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

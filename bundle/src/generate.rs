@@ -281,6 +281,12 @@ pub fn generate(session: &Session, warnings: &mut Vec<String>) -> Result<Bundle,
         enforcement: ext::Enforcement { require },
     };
 
+    if let Some((field, value)) = ext.duplicate() {
+        return Err(Error::Input {
+            message: format!("the session gives {field} {value:?} twice"),
+            fix: "register each skill once (omac skill list shows them)".into(),
+        });
+    }
     let mut fixed = vec![
         format!("HOME={}", host.home.display()),
         format!("PATH={}", host.path),

@@ -112,6 +112,13 @@ pub fn load(dir: &Path) -> Result<Loaded, Error> {
                     fix: "regenerate the bundle with this omac".into(),
                 });
             }
+            if let Some((field, value)) = ext.duplicate() {
+                return Err(Error::Bundle {
+                    file: ext_file,
+                    message: format!("{field}: {value:?} is given twice"),
+                    fix: "give each one entry (omac bundle create never writes two)".into(),
+                });
+            }
             Some(ext)
         }
     };
