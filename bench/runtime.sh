@@ -87,3 +87,24 @@ print("goals: omac <= 1.0x bwrap: %s; omac <= 0.5x crun: %s; RSS < 10 MB: %s" % 
     "met" if ok_bwrap else "NOT met", "met" if ok_crun else "NOT met",
     "met" if rss_kb < 10 * 1024 else "NOT met"))
 EOF
+
+# Whether the binary measured has the code layout of link/omac.order (see build.rs): a
+# stale or unused list costs speed, and this says so.
+order=$(cd "$(dirname "$0")/.." && pwd)/link/omac.order
+if [ -f "$order" ] && command -v nm >/dev/null; then
+  nm --defined-only "$OMAC" | python3 -c '
+import sys
+listed = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+addr = {}
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 3:
+        addr.setdefault(f[2], int(f[0], 16))
+found = [addr[n] for n in listed if n in addr]
+head = found[:200]
+laid = len(head) > 1 and all(a < b for a, b in zip(head, head[1:]))
+print("code layout: %d of %d functions of link/omac.order are in the binary; %s" % (
+    len(found), len(listed),
+    "laid out in its order" if laid else "NOT laid out in its order (see build.rs)"))
+' "$order"
+fi
