@@ -101,8 +101,10 @@ for line in sys.stdin:
     if len(f) == 3:
         addr.setdefault(f[2], int(f[0], 16))
 found = [addr[n] for n in listed if n in addr]
-head = found[:200]
-laid = len(head) > 1 and all(a < b for a, b in zip(head, head[1:]))
+# Rust functions each sit in a section of their own, so the linker can order every one; a
+# C object of glibc moves whole, with all its functions at the place of its first one.
+rust = [addr[n] for n in listed if n in addr and n.startswith(("_ZN", "_R"))][:200]
+laid = len(rust) > 1 and all(a < b for a, b in zip(rust, rust[1:]))
 print("code layout: %d of %d functions of link/omac.order are in the binary; %s" % (
     len(found), len(listed),
     "laid out in its order" if laid else "NOT laid out in its order (see build.rs)"))
