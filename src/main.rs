@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod early;
 mod exit;
 mod paths;
 mod secrets;
@@ -18,11 +19,8 @@ fn main() {
     if first.as_deref() == Some(std::ffi::OsStr::new(omac_runtime::STAGE_ARG)) {
         omac_runtime::stage_main();
     }
-    // `omac run` starts its sandbox's stage first thing, before the command line is even
-    // parsed: the stage creates the namespaces while omac reads the bundle.
-    if first.as_deref() == Some(std::ffi::OsStr::new("run")) {
-        commands::run::prestart();
-    }
+    // `omac run` started its sandbox's stage before `main` (see `early`): the stage creates
+    // the namespaces while omac reads the bundle.
     if first.as_deref() == Some(std::ffi::OsStr::new(omac_facade::keeper::SUBCOMMAND)) {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         std::process::exit(omac_facade::keeper::main(&args[2..]));

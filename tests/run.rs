@@ -332,6 +332,44 @@ fn the_agent_starts_with_default_signal_actions() {
     );
 }
 
+/// omac started with its standard input closed: the agent gets /dev/null there, never one of
+/// the pipes omac opens for its sandbox (the stage is forked before Rust's runtime start,
+/// which would otherwise have filled the gap; see `src/early.rs`).
+#[test]
+fn a_closed_standard_stream_is_not_filled_with_a_pipe() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let b = bundle_of(
+        &env,
+        "default",
+        &[
+            "/bin/sh",
+            "-c",
+            "readlink /proc/self/fd/0; readlink /proc/self/fd/3 || true",
+        ],
+    );
+    let mut c = env.omac();
+    // SAFETY: only a system call between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::close(0);
+            Ok(())
+        })
+    };
+    let o = c.arg("run").arg(&b).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o).lines().next(), Some("/dev/null"), "{}", text(&o));
+    // Control: the probe does name a pipe when standard input is one.
+    let o = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(stdout(&o).starts_with("pipe:["), "{}", text(&o));
+}
+
 #[test]
 fn run_time_sockets_and_the_loopback_bridge() {
     let env = Env::new();

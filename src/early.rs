@@ -1,0 +1,61 @@
+//! `omac run` forks its sandbox's stage before Rust's runtime starts.
+//!
+//! The stage's work is the path every start waits for (see `commands::run::prestart`), and
+//! the sooner it is forked, the sooner that path begins. glibc runs the functions of
+//! `.init_array` with the process's arguments once its own start is done, before `main` and
+//! before Rust's runtime start: the standard streams check, the stack guard (which reads
+//! `/proc/self/maps`) and the signal stack. The stage is forked from there; it never needs
+//! those (it resets every signal disposition and runs no Rust thread), and omac's own start
+//! goes on in parallel.
+
+#[cfg(all(target_os = "linux", not(test)))]
+mod hook {
+    use std::ffi::{c_char, c_int, CStr};
+
+    /// Called by glibc with `argc`, `argv` and `envp`: for `omac run ...`, forks the stage.
+    /// `omac [options] run` is left to `commands::run::run`, which forks it then.
+    extern "C" fn fork_stage_early(
+        argc: c_int,
+        argv: *const *const c_char,
+        _envp: *const *const c_char,
+    ) {
+        if argc < 2 || argv.is_null() {
+            return;
+        }
+        // SAFETY: glibc passes `argc` valid entries (and a terminating null).
+        let first = unsafe { *argv.add(1) };
+        if first.is_null() {
+            return;
+        }
+        // SAFETY: a NUL-terminated argument string.
+        if unsafe { CStr::from_ptr(first) }.to_bytes() != b"run" {
+            return;
+        }
+        crate::STARTED.get_or_init(omac_runtime::wire::now);
+        open_standard_streams();
+        crate::commands::run::prestart();
+    }
+
+    /// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, as Rust's runtime
+    /// start would later: otherwise the stage's pipes would take those numbers, and the
+    /// agent would inherit the report pipe as a standard stream.
+    fn open_standard_streams() {
+        for fd in 0..3 {
+            // SAFETY: fcntl and open with plain arguments.
+            unsafe {
+                if libc::fcntl(fd, libc::F_GETFD) < 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+                    && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != fd
+                {
+                    // Nothing sane to run with: let Rust's start fail the same way.
+                    return;
+                }
+            }
+        }
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static FORK_STAGE_EARLY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+        fork_stage_early;
+}
