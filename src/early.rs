@@ -8,7 +8,9 @@
 //! those (it resets every signal disposition and runs no Rust thread), and omac's own start
 //! goes on in parallel.
 
-#[cfg(all(target_os = "linux", not(test)))]
+// glibc only: musl calls `.init_array` functions without arguments (there `run` forks the
+// stage once the command line is parsed).
+#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 mod hook {
     use std::ffi::{c_char, c_int, CStr};
 
