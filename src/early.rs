@@ -34,26 +34,24 @@ mod hook {
             return;
         }
         crate::STARTED.get_or_init(omac_runtime::wire::now);
-        open_standard_streams();
-        crate::commands::run::prestart();
+        if open_standard_streams() {
+            crate::commands::run::prestart();
+        }
     }
 
     /// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, as Rust's runtime
     /// start would later: otherwise the stage's pipes would take those numbers, and the
-    /// agent would inherit the report pipe as a standard stream.
-    fn open_standard_streams() {
-        for fd in 0..3 {
+    /// agent would inherit the report pipe as a standard stream. False when that fails
+    /// (then no stage is forked here, and Rust's start aborts as it would have).
+    fn open_standard_streams() -> bool {
+        (0..3).all(|fd| {
             // SAFETY: fcntl and open with plain arguments.
             unsafe {
-                if libc::fcntl(fd, libc::F_GETFD) < 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
-                    && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != fd
-                {
-                    // Nothing sane to run with: let Rust's start fail the same way.
-                    return;
-                }
+                libc::fcntl(fd, libc::F_GETFD) >= 0
+                    || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBADF)
+                    || libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == fd
             }
-        }
+        })
     }
 
     #[used]
