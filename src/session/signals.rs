@@ -2,7 +2,7 @@
 //! ([`omac_runtime::FORWARDED_SIGNALS`]) before any thread exists, and one watcher thread
 //! takes them with `sigwaitinfo`:
 //! - while the session is being prepared (nothing started yet), SIGINT, SIGTERM, SIGHUP and
-//!   SIGQUIT end omac at once with 128+N;
+//!   SIGQUIT end omac with 128+N, once the stage started ahead is gone (with what it made);
 //! - once the session has started, every signal goes to the session's event loop, which
 //!   knows whether the terminal sent it (the agent, in omac's process group, got it too)
 //!   or someone sent it to omac (it is forwarded to the agent), and tears down when
@@ -79,6 +79,9 @@ fn watch(tx: mpsc::UnboundedSender<Received>) {
         };
         if !STARTED.load(Ordering::SeqCst) {
             if is_stop(sig) {
+                // The stage started ahead may have built the view already, making mount
+                // points on the host: it removes them when dismissed, before omac exits.
+                omac_runtime::dismiss_stage();
                 std::process::exit(128 + sig);
             }
             continue;
