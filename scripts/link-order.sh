@@ -32,8 +32,9 @@ ra="$ra/queue/read_ahead_kb"
 saved=$(cat "$ra")
 trap 'echo "$saved" > "$ra"' EXIT
 
-profile() {  # profile PASS: builds, runs once under perf, leaves pf-PASS.txt and nm-PASS.txt
-  local pass=$1
+profile() {  # profile PASS: builds, runs once under perf, leaves pf.txt, nm.txt and entry.txt
+  local pass=$1 out="$work/p$1"
+  mkdir -p "$out"
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
   cp "$root/target/$host/release/omac" "$work/omac-$pass"
   (cd "$work/wd" && env -i HOME="$work/home" PATH=/usr/local/bin:/usr/bin:/bin \
@@ -44,12 +45,12 @@ profile() {  # profile PASS: builds, runs once under perf, leaves pf-PASS.txt an
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$work/omac-$pass"
   echo 0 > "$ra"
-  perf record -q -o "$work/pf-$pass.data" -a -e exceptions:page_fault_user -- \
+  perf record -q -o "$out/pf.data" -a -e exceptions:page_fault_user -- \
     "$work/omac-$pass" run "$work/b-$pass"
   echo "$saved" > "$ra"
-  perf script -i "$work/pf-$pass.data" -F comm,tid,time,trace > "$work/pf-$pass.txt" 2>/dev/null
-  nm -S -n --defined-only "$work/omac-$pass" > "$work/nm-$pass.txt"
-  readelf -h "$work/omac-$pass" | awk '/Entry point/ {print $4}' > "$work/entry-$pass.txt"
+  perf script -i "$out/pf.data" -F comm,tid,time,trace > "$out/pf.txt" 2>/dev/null
+  nm -S -n --defined-only "$work/omac-$pass" > "$out/nm.txt"
+  readelf -h "$work/omac-$pass" | awk '/Entry point/ {print $4}' > "$out/entry.txt"
 }
 
 order() {  # order OUT PASS...: the functions on pages that faulted, the sandbox's first
@@ -97,10 +98,6 @@ EOF
 
 for pass in 1 2; do
   profile "$pass"
-  mkdir -p "$work/p$pass"
-  mv "$work/pf-$pass.txt" "$work/p$pass/pf.txt"
-  mv "$work/nm-$pass.txt" "$work/p$pass/nm.txt"
-  mv "$work/entry-$pass.txt" "$work/p$pass/entry.txt"
   dirs=()
   for p in $(seq "$pass"); do dirs+=("$work/p$p"); done
   mkdir -p "$root/link"
