@@ -23,6 +23,11 @@ fn main() {
     println!("cargo:rerun-if-changed=link/omac.order");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let manifest = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    // The omac binary starts at `omac_entry` (src/entry.rs), which then jumps to glibc's
+    // `_start`.
+    if env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu") {
+        println!("cargo:rustc-link-arg-bin=omac=-Wl,-e,omac_entry");
+    }
     let order = Path::new(&manifest).join("link/omac.order");
     if order.is_file() && links_with_lld() {
         println!(

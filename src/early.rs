@@ -34,6 +34,8 @@ mod hook {
             return;
         }
         crate::STARTED.get_or_init(omac_runtime::wire::now);
+        #[cfg(target_arch = "x86_64")]
+        crate::entry::offer_holder();
         if open_standard_streams() {
             crate::commands::run::prestart();
         }

@@ -3,6 +3,10 @@
 mod cli;
 mod commands;
 mod early;
+// Also in the unit tests' harness: build.rs makes `omac_entry` the entry point of every
+// build of the binary target.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
+mod entry;
 mod exit;
 mod paths;
 mod secrets;
@@ -46,6 +50,7 @@ fn main() {
     };
     // Nothing of a run outlives omac: its stage may still be removing what it left.
     omac_runtime::wait_for_stages();
+    omac_runtime::holder::reap();
     std::process::exit(code);
 }
 

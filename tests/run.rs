@@ -1219,3 +1219,59 @@ fn a_bundle_with_other_namespaces_than_init_cloned_ahead_gets_its_own() {
     let left = command_lines_with(&b.display().to_string());
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// `omac run` forks a holder at its entry point that makes the sandbox's user, network,
+/// mount, ipc, uts and cgroup namespaces while omac starts (runtime/src/holder.rs); init
+/// joins them. The sandbox is the same: its own namespaces (not the host's), `lo` up, and
+/// afterwards no process of the run, the holder included (a fork of omac: its command line
+/// is omac's). Control: with the stage re-executed (`OMAC_STAGE_EXEC`) no holder is
+/// forked and the report does not claim one.
+#[test]
+fn the_namespaces_made_while_omac_starts_are_the_sandboxs() {
+    let env = Env::new();
+    let script = "readlink /proc/self/ns/user /proc/self/ns/net /proc/self/ns/mnt \
+        /proc/self/ns/ipc /proc/self/ns/uts /proc/self/ns/pid; \
+        python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); \
+        s.listen(); socket.create_connection(s.getsockname()); print(\"lo up\")'";
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", script]);
+    let host: Vec<String> = ["user", "net", "mnt", "ipc", "uts", "pid"]
+        .iter()
+        .map(|n| {
+            let l = std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+            l.to_string_lossy().into_owned()
+        })
+        .collect();
+    let verbose_run = |stage_exec: bool| {
+        let mut c = env.omac();
+        c.args(["run", "--verbose"]).arg(&b).stdin(Stdio::null());
+        if stage_exec {
+            c.env("OMAC_STAGE_EXEC", "1");
+        }
+        c.output().unwrap()
+    };
+    let o = verbose_run(false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("init cloned ahead (namespaces made while omac started)"),
+        "the holder's namespaces were not taken:\n{}",
+        text(&o)
+    );
+    let out = stdout(&o);
+    let seen: Vec<&str> = out.lines().collect();
+    assert_eq!(seen.len(), 7, "{}", text(&o));
+    for (inside, outside) in seen.iter().zip(&host) {
+        assert_ne!(inside, outside, "shared with the host: {}", text(&o));
+    }
+    assert_eq!(seen[6], "lo up", "{}", text(&o));
+    let left = command_lines_with(&b.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+    // Control: the same run without a holder says nothing of one.
+    let o = verbose_run(true);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !stderr(&o).contains("made while omac started"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(stdout(&o).lines().last(), Some("lo up"), "{}", text(&o));
+}

@@ -2,15 +2,18 @@
 //! idle until the plan's head arrives, and creating the namespaces is then the longest
 //! step (a network namespace alone costs about half a millisecond). So the stage clones
 //! init at once into a new user namespace and the usual ones (mount, pid, network, ipc,
-//! uts, cgroup), unmapped and waiting. The head decides: when it asks for exactly these
-//! namespaces and no cgroup, the stage maps init's ids and hands it the head, and init
-//! goes on as if it had been cloned then; otherwise init is killed and reaped, and the
-//! stage goes the usual way. Until it has its head init does nothing but wait, and it dies
-//! with the stage.
+//! uts, cgroup), unmapped and waiting. When omac's entry point forked a holder, the user,
+//! network, mount, ipc, uts and cgroup namespaces are those it made while omac started
+//! (see `holder`), and only the pid namespace is new. The head decides: when it asks for
+//! exactly these namespaces and no cgroup, the stage maps init's ids and hands it the
+//! head, and init goes on as if it had been cloned then; otherwise init is killed and
+//! reaped, and the stage goes the usual way. Until it has its head init does nothing but
+//! wait, and it dies with the stage.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::holder::Holder;
 use crate::stage::{self, Body};
 use crate::sys::{self, Forked};
 use crate::userns;
@@ -34,18 +37,27 @@ pub struct Ahead {
     go: Option<OwnedFd>,
     /// The stage's end of init's life channel.
     life: Option<OwnedFd>,
+    /// init joined the namespaces of omac's holder (see `holder`).
+    held: bool,
 }
 
 impl Ahead {
-    /// Clones init ahead. None when it cannot be done here; the usual way then meets the
-    /// same obstacle and names it.
-    pub fn clone() -> Option<Ahead> {
+    /// Clones init ahead, into the `holder`'s namespaces when it has them (see `holder`).
+    /// None when it cannot be done here; the usual way then meets the same obstacle and
+    /// names it.
+    pub fn clone(holder: Option<Holder>) -> Option<Ahead> {
         if userns::apparmor_restricts() {
             return None;
         }
         let (stage_end, init_end) = crate::life::pair().ok()?;
         let (go_r, go_w) = sys::socketpair().ok()?;
-        match sys::clone_fork(libc::CLONE_NEWUSER as u64 | FLAGS, None).ok()? {
+        let flags = libc::CLONE_NEWUSER as u64 | FLAGS;
+        // The namespaces made while omac started, when it made them; else new ones.
+        let (forked, held) = match holder.and_then(|h| h.clone_init(flags)) {
+            Some(f) => (f, true),
+            None => (sys::clone_fork(flags, None).ok()?, false),
+        };
+        match forked {
             Forked::Child => {
                 drop(stage_end);
                 drop(go_w);
@@ -55,8 +67,14 @@ impl Ahead {
                 pid,
                 go: Some(go_w),
                 life: Some(stage_end),
+                held,
             }),
         }
+    }
+
+    /// Whether init joined the namespaces made while omac started (see `holder`).
+    pub fn made_at_start(&self) -> bool {
+        self.held
     }
 
     /// Takes init for `head`, whose line (`line`) and the bytes read past it (`rest`) it
@@ -92,6 +110,8 @@ impl Ahead {
 
 impl Drop for Ahead {
     fn drop(&mut self) {
+        // The helper that cloned init from the holder's namespaces, if one did.
+        crate::holder::reap_helper();
         if self.pid <= 0 {
             return;
         }

@@ -26,6 +26,7 @@ mod cgroup;
 mod cpus;
 mod error;
 pub mod fallback;
+pub mod holder;
 mod init;
 mod landlock;
 mod life;

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use crate::report::{Enforcement, Mode, Outcome};
@@ -12,19 +12,11 @@ use crate::sys;
 use crate::wire::{Head, Msg, Plan, RunPlan, Task, PLAN_FD, REPORT_FD, STAGE_ARG};
 use crate::{Error, RunOptions, FORWARDED_SIGNALS};
 
-/// A descriptor duplicated above the range the child's fixed descriptors use.
-fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor returns a new one.
-    let n = sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) })?;
-    // SAFETY: just created.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
-}
-
 /// Spawns `exe __sandbox-stage` with an empty environment, default signal dispositions,
 /// an empty signal mask, and `plan_r` / `report_w` as its descriptors 3 and 4.
 pub fn spawn_stage(exe: &Path, plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_t> {
-    let plan_r = dup_high(plan_r)?;
-    let report_w = dup_high(report_w)?;
+    let plan_r = sys::dup_high(plan_r)?;
+    let report_w = sys::dup_high(report_w)?;
     let path = sys::cpath(exe)?;
     let arg0 = CString::new("omac").map_err(io::Error::other)?;
     let arg1 = sys::cstr(STAGE_ARG)?;
@@ -99,8 +91,8 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
     if !sys::single_threaded() {
         return Err(io::Error::other("a multi-threaded process is not forked"));
     }
-    let plan_r = dup_high(plan_r)?;
-    let report_w = dup_high(report_w)?;
+    let plan_r = sys::dup_high(plan_r)?;
+    let report_w = sys::dup_high(report_w)?;
     let split = crate::cpus::plan();
     match sys::clone_fork(0, None)? {
         sys::Forked::Parent(pid) => {

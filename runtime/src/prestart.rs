@@ -63,6 +63,8 @@ pub fn prestart() -> io::Result<()> {
         Ok(pid) => pid,
         Err(_) => crate::parent::spawn_stage(Path::new("/proc/self/exe"), &plan_r, &report_w)?,
     };
+    // The stage has its own copies of the holder's pipes, if it can use them.
+    crate::holder::let_go();
     *waiting = Some(Prestarted {
         pid,
         plan_w,

@@ -55,10 +55,14 @@ fn stage(ahead: bool) -> i32 {
         eprintln!("omac: the sandbox stage is started by omac run, not by hand");
         return 2;
     }
-    // Nothing the omac process had open reaches the sandbox.
-    let _ = sys::close_range(REPORT_FD as u32 + 1, u32::MAX, 0);
+    // Nothing the omac process had open reaches the sandbox (the holder's pipes, when
+    // there is one, serve the clone ahead and are closed with it).
+    let holder = if ahead { crate::holder::take() } else { None };
+    let mut keep = vec![PLAN_FD, REPORT_FD];
+    keep.extend(holder.iter().flat_map(|h| h.fds()));
+    sys::close_all_except(&keep);
     // Killed and reaped, when dropped unclaimed, on every way out of this function.
-    let ahead = if ahead { Ahead::clone() } else { None };
+    let ahead = if ahead { Ahead::clone(holder) } else { None };
     // The first line; a run's plan follows (see `Body`).
     let (line, rest) = match sys::read_line(PLAN_FD) {
         Ok(b) => b,
@@ -552,6 +556,7 @@ fn claim<'a>(
     let Body::Pipe { fd, buffered } = body else {
         return Err(body);
     };
+    let made_at_start = init.made_at_start();
     match init.claim(head, line, &buffered) {
         Ok((pid, life)) => {
             // init reads the rest of the plan; the stage has no use for the descriptor.
@@ -559,7 +564,14 @@ fn claim<'a>(
             unsafe { libc::close(fd) };
             // The report of the usual way (init builds its Ctx itself).
             report_namespaces(head, rep, false);
-            rep.debug(|| "init cloned ahead; ids mapped".to_string());
+            rep.debug(|| {
+                let made = if made_at_start {
+                    " (namespaces made while omac started)"
+                } else {
+                    ""
+                };
+                format!("init cloned ahead{made}; ids mapped")
+            });
             Ok(Launched::new(pid, life, None, None))
         }
         Err(why) => {

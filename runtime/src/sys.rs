@@ -276,9 +276,12 @@ pub enum Forked {
 /// with a `cgroup` that fails with ENOSYS so that the caller can place itself first.
 /// The caller must be single-threaded.
 pub fn clone_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
+    // With CLONE_PARENT the child is its parent's sibling and signals the parent's parent
+    // as the parent does; clone3 refuses an exit signal of its own then.
+    let sibling = flags & libc::CLONE_PARENT as u64 != 0;
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal: if sibling { 0 } else { libc::SIGCHLD as u64 },
         ..CloneArgs::default()
     };
     if let Some(fd) = cgroup {
@@ -316,6 +319,15 @@ pub fn clone_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as libc::pid_t)),
     }
+}
+
+/// A close-on-exec copy of `fd` numbered 10 or higher, out of the way of descriptors that
+/// are placed at fixed low numbers.
+pub fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor returns a new one.
+    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) })?;
+    // SAFETY: just created.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// `close_range(first, last, flags)`.
