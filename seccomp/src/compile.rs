@@ -1,4 +1,6 @@
-//! Compiles an OCI `linux.seccomp` filter to classic BPF with seccompiler, and installs it.
+//! Compiles an OCI `linux.seccomp` filter to classic BPF, and installs it. A filter whose
+//! default is "allow" becomes one compact program (see `compact`) when it fits; the rest of
+//! this module builds, with seccompiler, the general form that any filter gets otherwise.
 //!
 //! seccompiler gives every filter a single match action, so one OCI filter becomes a small
 //! stack of BPF programs: one per distinct refusing action (and one for the default action
@@ -15,6 +17,7 @@ use seccompiler::{
     SeccompFilter, SeccompRule, TargetArch,
 };
 
+use crate::compact::{Alternatives, Cmp, Cond};
 use crate::oci::{Action, Arch, LinuxSeccomp, Op};
 use crate::syscalls;
 use crate::Error;
@@ -151,14 +154,96 @@ fn add(map: &mut RuleMap, nr: i64, rule: Option<SeccompRule>) {
     }
 }
 
-/// Compiles `filter` for the running architecture.
+/// Compiles `filter` for the running architecture: one compact program when its default is
+/// "allow" and it fits (see `compact`), else the stack of seccompiler's programs, merged.
 pub fn compile(filter: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
     let stack = stack_of(filter)?;
+    if let Some(d) = decisions(filter)? {
+        if let Some(p) = crate::compact::program(native_audit_arch(), x32_exists(), &d) {
+            return Ok(CompiledFilter { programs: vec![p] });
+        }
+    }
     let programs = match crate::merge::merge(&stack) {
         Some(one) => vec![one],
         None => stack.into_iter().map(|(p, _)| p).collect(),
     };
     Ok(CompiledFilter { programs })
+}
+
+/// Whether this architecture has the x32 entry point (numbers with bit 30 set).
+fn x32_exists() -> bool {
+    cfg!(target_arch = "x86_64")
+}
+
+/// The compact program's view of `filter` (checked by [`stack_of`] first): for each syscall
+/// number with rules, each refusing outcome's alternatives, in the order the merged stack
+/// weighs them (most restrictive first; of two errnos, the one installed last: the larger).
+/// None when the default is not "allow".
+fn decisions(filter: &LinuxSeccomp) -> Result<Option<crate::compact::Decisions>, Error> {
+    if Outcome::of(filter.default_action, filter.default_errno_ret)? != Outcome::Allow {
+        return Ok(None);
+    }
+    let mut by_outcome: BTreeMap<Outcome, BTreeMap<u32, Alternatives>> = BTreeMap::new();
+    for s in &filter.syscalls {
+        let outcome = Outcome::of(s.action, s.errno_ret)?;
+        if outcome == Outcome::Allow {
+            continue;
+        }
+        let conds: Vec<Cond> = s.args.iter().map(cond).collect();
+        for name in &s.names {
+            let nr = syscalls::number(name).ok_or_else(|| Error::UnknownSyscall(name.clone()))?;
+            let Ok(nr) = u32::try_from(nr) else {
+                return Ok(None);
+            };
+            let alternatives = by_outcome
+                .entry(outcome)
+                .or_default()
+                .entry(nr)
+                .or_default();
+            alternatives.push(conds.clone());
+        }
+    }
+    // The stack's installation order is the map's; merged, the last installed comes first
+    // among equally restrictive ones.
+    let mut order: Vec<(u32, BTreeMap<u32, Alternatives>)> = by_outcome
+        .into_iter()
+        .map(|(o, m)| (u32::from(o.action()), m))
+        .rev()
+        .collect();
+    order.sort_by_key(|(ret, _)| crate::merge::rank(*ret));
+    let mut out = crate::compact::Decisions::new();
+    for (ret, map) in order {
+        for (nr, alternatives) in map {
+            out.entry(nr).or_default().push((ret, alternatives));
+        }
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+pub(crate) fn decisions_for_tests(filter: &LinuxSeccomp) -> crate::compact::Decisions {
+    decisions(filter).unwrap().unwrap()
+}
+
+/// An OCI argument condition as the compact program compares it: 64 bits, except a masked
+/// comparison whose mask and value have no high half (as [`condition`] does).
+fn cond(a: &crate::oci::Arg) -> Cond {
+    let (cmp, value) = match a.op {
+        Op::NotEqual => (Cmp::Ne, a.value),
+        Op::Less => (Cmp::Lt, a.value),
+        Op::LessOrEqual => (Cmp::Le, a.value),
+        Op::Equal => (Cmp::Eq, a.value),
+        Op::GreaterOrEqual => (Cmp::Ge, a.value),
+        Op::Greater => (Cmp::Gt, a.value),
+        Op::MaskedEqual => (Cmp::Masked(a.value), a.value_two.unwrap_or(0)),
+    };
+    let narrow = matches!(cmp, Cmp::Masked(_)) && a.value >> 32 == 0 && value >> 32 == 0;
+    Cond {
+        index: a.index as u8,
+        wide: !narrow,
+        cmp,
+        value,
+    }
 }
 
 /// `filter` checked, as the stack of programs the kernel would run (see [`stack`]).
@@ -411,6 +496,37 @@ mod tests {
 
     /// The kernel's answer for a stack of programs (installation order): the most
     /// restrictive, and of two alike the one installed last.
+    /// The compact program that `compile` now gives the default policy answers every
+    /// architecture, number and argument as the stack of seccompiler's programs it
+    /// replaces (the kernel's view of that stack), which the tests here check the merged
+    /// program against.
+    #[test]
+    fn the_compact_program_answers_as_the_stack_it_replaces() {
+        let filter = agent_policy(&Edits::default()).unwrap();
+        let stack = stack_of(&filter).unwrap();
+        let compact = compile(&filter).unwrap();
+        assert_eq!(compact.programs().len(), 1);
+        let prog = &compact.programs()[0];
+        assert!(prog.len() * 2 < crate::merge::merge(&stack).unwrap().len());
+        let mut numbers: Vec<u32> = (0..600).collect();
+        numbers.extend([X32_SYSCALL_BIT | 39, u32::MAX]);
+        let mut refused = 0;
+        for a in [native_audit_arch(), 0x4000_0003, 0x1234] {
+            for &nr in &numbers {
+                for arg in [0u32, 2, 0x10, 0x5401, 0x20000, 0x1000_0000, u32::MAX] {
+                    let want = stack_verdict(&stack, nr, a, arg);
+                    assert_eq!(
+                        run(prog, nr, a, arg).0,
+                        want,
+                        "arch {a:#x} nr {nr} arg {arg:#x}"
+                    );
+                    refused += usize::from(want != libc::SECCOMP_RET_ALLOW);
+                }
+            }
+        }
+        assert!(refused > 0, "the comparison saw refusals");
+    }
+
     fn stack_verdict(stack: &[(BpfProgram, u32)], nr: u32, arch: u32, arg: u32) -> u32 {
         let mut answer = libc::SECCOMP_RET_ALLOW;
         for (p, _) in stack.iter().rev() {

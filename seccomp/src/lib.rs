@@ -1,6 +1,7 @@
 //! omac's syscall policy: the default agent filter as OCI `linux.seccomp` data, profile
 //! edits on it, and the compiler that turns any OCI filter into BPF for the runtime.
 
+mod compact;
 pub mod compile;
 mod entry;
 pub mod errno;
