@@ -11,7 +11,9 @@
 //! namespace and clones init itself. A caller that knows early that it will run a bundle
 //! starts the stage ahead while it is still single-threaded ([`prestart_stage`], a fork,
 //! then [`send_head`]): the user namespace, init's clone and the bundle's part of the view
-//! then overlap with its own preparation. [`start`] hands a stage the rest of the plan
+//! then overlap with its own preparation; the omac binary's entry point even forks a
+//! [`holder`] that makes the namespaces before its own start is done. [`start`] hands a
+//! stage the rest of the plan
 //! and returns (the caller starts its servers while the sandbox is built);
 //! [`RunOptions::on_exit`] reports the agent's status while the kernel still takes the
 //! sandbox down.
