@@ -333,7 +333,8 @@ impl Asm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{Action, Arg, LinuxSeccomp, Op, Syscall};
+    use crate::compile::tests::rule;
+    use crate::oci::{Action, Arg, LinuxSeccomp, Op};
     use crate::policy::{agent_policy, Edits};
 
     const NATIVE: u32 = if cfg!(target_arch = "x86_64") {
@@ -427,15 +428,6 @@ mod tests {
             value,
             value_two,
             op,
-        }
-    }
-
-    fn rule(names: &[&str], action: Action, errno: Option<u32>, args: Vec<Arg>) -> Syscall {
-        Syscall {
-            names: names.iter().map(|n| n.to_string()).collect(),
-            action,
-            errno_ret: errno,
-            args,
         }
     }
 

@@ -109,31 +109,54 @@ impl Outcome {
     }
 }
 
-fn condition(a: &crate::oci::Arg) -> Result<SeccompCondition, Error> {
+/// An OCI argument condition, checked: what it compares, and how wide. A masked comparison
+/// whose mask and value have no high half only looks at the low 32 bits: comparing just
+/// those is the same test in half the instructions. Every other comparison takes 64 bits.
+fn cond(a: &crate::oci::Arg) -> Result<Cond, Error> {
     let index = u8::try_from(a.index)
         .ok()
         .filter(|i| *i < 6)
         .ok_or_else(|| Error::Invalid(format!("argument index {} (must be 0 to 5)", a.index)))?;
-    let (op, value) = match a.op {
-        Op::NotEqual => (SeccompCmpOp::Ne, a.value),
-        Op::Less => (SeccompCmpOp::Lt, a.value),
-        Op::LessOrEqual => (SeccompCmpOp::Le, a.value),
-        Op::Equal => (SeccompCmpOp::Eq, a.value),
-        Op::GreaterOrEqual => (SeccompCmpOp::Ge, a.value),
-        Op::Greater => (SeccompCmpOp::Gt, a.value),
+    let (cmp, value) = match a.op {
+        Op::NotEqual => (Cmp::Ne, a.value),
+        Op::Less => (Cmp::Lt, a.value),
+        Op::LessOrEqual => (Cmp::Le, a.value),
+        Op::Equal => (Cmp::Eq, a.value),
+        Op::GreaterOrEqual => (Cmp::Ge, a.value),
+        Op::Greater => (Cmp::Gt, a.value),
         Op::MaskedEqual => (
-            SeccompCmpOp::MaskedEq(a.value),
+            Cmp::Masked(a.value),
             a.value_two
                 .ok_or_else(|| Error::Invalid("SCMP_CMP_MASKED_EQ without valueTwo".to_string()))?,
         ),
     };
-    // A masked comparison whose mask and value have no high half only looks at the low 32
-    // bits: comparing just those is the same test in half the instructions.
-    let len = match (a.op, a.value >> 32, value >> 32) {
-        (Op::MaskedEqual, 0, 0) => SeccompCmpArgLen::Dword,
-        _ => SeccompCmpArgLen::Qword,
+    let narrow = matches!(cmp, Cmp::Masked(_)) && a.value >> 32 == 0 && value >> 32 == 0;
+    Ok(Cond {
+        index,
+        wide: !narrow,
+        cmp,
+        value,
+    })
+}
+
+/// An OCI argument condition for seccompiler's programs.
+fn condition(a: &crate::oci::Arg) -> Result<SeccompCondition, Error> {
+    let c = cond(a)?;
+    let op = match c.cmp {
+        Cmp::Ne => SeccompCmpOp::Ne,
+        Cmp::Lt => SeccompCmpOp::Lt,
+        Cmp::Le => SeccompCmpOp::Le,
+        Cmp::Eq => SeccompCmpOp::Eq,
+        Cmp::Ge => SeccompCmpOp::Ge,
+        Cmp::Gt => SeccompCmpOp::Gt,
+        Cmp::Masked(mask) => SeccompCmpOp::MaskedEq(mask),
     };
-    SeccompCondition::new(index, len, op, value).map_err(|e| Error::Invalid(e.to_string()))
+    let len = if c.wide {
+        SeccompCmpArgLen::Qword
+    } else {
+        SeccompCmpArgLen::Dword
+    };
+    SeccompCondition::new(c.index, len, op, c.value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Rules of one program: syscall number to its alternative conditions (empty = always).
@@ -189,7 +212,7 @@ fn decisions(filter: &LinuxSeccomp) -> Result<Option<crate::compact::Decisions>,
         if outcome == Outcome::Allow {
             continue;
         }
-        let conds: Vec<Cond> = s.args.iter().map(cond).collect();
+        let conds = s.args.iter().map(cond).collect::<Result<Vec<_>, _>>()?;
         for name in &s.names {
             let nr = syscalls::number(name).ok_or_else(|| Error::UnknownSyscall(name.clone()))?;
             let Ok(nr) = u32::try_from(nr) else {
@@ -223,27 +246,6 @@ fn decisions(filter: &LinuxSeccomp) -> Result<Option<crate::compact::Decisions>,
 #[cfg(test)]
 pub(crate) fn decisions_for_tests(filter: &LinuxSeccomp) -> crate::compact::Decisions {
     decisions(filter).unwrap().unwrap()
-}
-
-/// An OCI argument condition as the compact program compares it: 64 bits, except a masked
-/// comparison whose mask and value have no high half (as [`condition`] does).
-fn cond(a: &crate::oci::Arg) -> Cond {
-    let (cmp, value) = match a.op {
-        Op::NotEqual => (Cmp::Ne, a.value),
-        Op::Less => (Cmp::Lt, a.value),
-        Op::LessOrEqual => (Cmp::Le, a.value),
-        Op::Equal => (Cmp::Eq, a.value),
-        Op::GreaterOrEqual => (Cmp::Ge, a.value),
-        Op::Greater => (Cmp::Gt, a.value),
-        Op::MaskedEqual => (Cmp::Masked(a.value), a.value_two.unwrap_or(0)),
-    };
-    let narrow = matches!(cmp, Cmp::Masked(_)) && a.value >> 32 == 0 && value >> 32 == 0;
-    Cond {
-        index: a.index as u8,
-        wide: !narrow,
-        cmp,
-        value,
-    }
 }
 
 /// `filter` checked, as the stack of programs the kernel would run (see [`stack`]).
@@ -414,7 +416,7 @@ fn prologue() -> BpfProgram {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::oci::Syscall;
     use crate::policy::{agent_policy, Edits};
@@ -494,8 +496,6 @@ mod tests {
         assert!(c.instruction_count() < 4096);
     }
 
-    /// The kernel's answer for a stack of programs (installation order): the most
-    /// restrictive, and of two alike the one installed last.
     /// The compact program that `compile` now gives the default policy answers every
     /// architecture, number and argument as the stack of seccompiler's programs it
     /// replaces (the kernel's view of that stack), which the tests here check the merged
@@ -527,6 +527,8 @@ mod tests {
         assert!(refused > 0, "the comparison saw refusals");
     }
 
+    /// The kernel's answer for a stack of programs (installation order): the most
+    /// restrictive, and of two alike the one installed last.
     fn stack_verdict(stack: &[(BpfProgram, u32)], nr: u32, arch: u32, arg: u32) -> u32 {
         let mut answer = libc::SECCOMP_RET_ALLOW;
         for (p, _) in stack.iter().rev() {
@@ -538,7 +540,8 @@ mod tests {
         answer
     }
 
-    fn rule(
+    /// A rule of `action` for `names` (also for `compact`'s tests).
+    pub(crate) fn rule(
         names: &[&str],
         action: Action,
         errno: Option<u32>,
