@@ -10,7 +10,6 @@
 //! reaped, and the stage goes the usual way. Until it has its head init does nothing but
 //! wait, and it dies with the stage.
 
-use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::holder::Holder;
@@ -117,11 +116,7 @@ impl Drop for Ahead {
         }
         // SAFETY: our own child, not yet reaped.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
+        let _ = sys::wait_for(self.pid);
     }
 }
 

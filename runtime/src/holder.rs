@@ -15,7 +15,6 @@
 //! fails the stage clones init the usual way, which meets the same obstacle and names it.
 //! omac reaps the holder before it exits ([`reap`]), and the holder dies with omac.
 
-use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
@@ -86,11 +85,7 @@ pub fn reap() {
     // SAFETY: our own child, not yet reaped. Killed rather than waited for: a stage still
     // waiting for its plan would keep it, and this process waiting for the holder.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
+    let _ = sys::wait_for(pid);
 }
 
 impl Holder {
@@ -103,14 +98,7 @@ impl Holder {
     /// then exits without a word).
     fn ready(&self) -> bool {
         let mut byte = [0u8; 1];
-        loop {
-            // SAFETY: a one-byte buffer.
-            let n = unsafe { libc::read(self.ready.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return n == 1 && byte[0] == b'y';
-        }
+        sys::read_some(self.ready.as_raw_fd(), &mut byte).is_ok_and(|n| n == 1) && byte[0] == b'y'
     }
 
     /// Clones init, as the caller's child, into the holder's namespaces and a new pid
@@ -181,14 +169,9 @@ static HELPER: AtomicI32 = AtomicI32::new(0);
 /// this once init has its head (the helper is long gone by then) and on its way out.
 pub(crate) fn reap_helper() {
     let pid = HELPER.swap(0, Ordering::SeqCst);
-    if pid <= 0 {
-        return;
+    if pid > 0 {
+        let _ = sys::wait_for(pid);
     }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
 }
 
 /// The pid the helper wrote: four bytes, or nothing when it failed.
@@ -196,17 +179,8 @@ fn read_pid(fd: &OwnedFd) -> Option<libc::pid_t> {
     let mut bytes = [0u8; 4];
     let mut got = 0;
     while got < bytes.len() {
-        // SAFETY: the rest of a four-byte buffer.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                bytes[got..].as_mut_ptr().cast(),
-                bytes.len() - got,
-            )
-        };
-        match n {
-            n if n > 0 => got += n as usize,
-            n if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+        match sys::read_some(fd.as_raw_fd(), &mut bytes[got..]) {
+            Ok(n) if n > 0 => got += n,
             _ => return None,
         }
     }

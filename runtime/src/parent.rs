@@ -136,23 +136,7 @@ static ENDED: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::ne
 pub fn wait_for_stages() {
     let pids = std::mem::take(&mut *ENDED.lock().unwrap_or_else(|p| p.into_inner()));
     for pid in pids {
-        let _ = wait_for(pid);
-    }
-}
-
-/// Waits for `pid`, returning its raw wait status.
-fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+        let _ = sys::wait_for(pid);
     }
 }
 
@@ -232,7 +216,7 @@ impl Sent {
             ENDED.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
             return Ok((r, String::new()));
         }
-        let status = wait_for(pid).map_err(Error::Spawn)?;
+        let status = sys::wait_for(pid).map_err(Error::Spawn)?;
         result
             .map_err(Error::Spawn)
             .map(|r| (r, describe(status, "the sandbox stage")))
@@ -246,7 +230,7 @@ impl Drop for Sent {
         if !self.reaped {
             // SAFETY: our own child, not yet reaped.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = wait_for(self.pid);
+            let _ = sys::wait_for(self.pid);
         }
     }
 }

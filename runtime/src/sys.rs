@@ -321,6 +321,22 @@ pub fn clone_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     }
 }
 
+/// Waits for the child `pid` (retried when a signal interrupts it): its raw wait status.
+pub fn wait_for(pid: libc::pid_t) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// A close-on-exec copy of `fd` numbered 10 or higher, out of the way of descriptors that
 /// are placed at fixed low numbers.
 pub fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
