@@ -180,12 +180,14 @@ fn add(map: &mut RuleMap, nr: i64, rule: Option<SeccompRule>) {
 /// Compiles `filter` for the running architecture: one compact program when its default is
 /// "allow" and it fits (see `compact`), else the stack of seccompiler's programs, merged.
 pub fn compile(filter: &LinuxSeccomp) -> Result<CompiledFilter, Error> {
-    let stack = stack_of(filter)?;
+    // Checked in full first; the stack's programs are built only when they are the answer.
+    let (default, by_outcome, arch) = checked(filter)?;
     if let Some(d) = decisions(filter)? {
         if let Some(p) = crate::compact::program(native_audit_arch(), x32_exists(), &d) {
             return Ok(CompiledFilter { programs: vec![p] });
         }
     }
+    let stack = stack(default, by_outcome, arch)?;
     let programs = match crate::merge::merge(&stack) {
         Some(one) => vec![one],
         None => stack.into_iter().map(|(p, _)| p).collect(),
@@ -198,7 +200,7 @@ fn x32_exists() -> bool {
     cfg!(target_arch = "x86_64")
 }
 
-/// The compact program's view of `filter` (checked by [`stack_of`] first): for each syscall
+/// The compact program's view of `filter` (checked by [`checked`] first): for each syscall
 /// number with rules, each refusing outcome's alternatives, in the order the merged stack
 /// weighs them (most restrictive first; of two errnos, the one installed last: the larger).
 /// None when the default is not "allow".
@@ -249,7 +251,17 @@ pub(crate) fn decisions_for_tests(filter: &LinuxSeccomp) -> crate::compact::Deci
 }
 
 /// `filter` checked, as the stack of programs the kernel would run (see [`stack`]).
+#[cfg(test)]
 fn stack_of(filter: &LinuxSeccomp) -> Result<Vec<(BpfProgram, u32)>, Error> {
+    let (default, by_outcome, arch) = checked(filter)?;
+    stack(default, by_outcome, arch)
+}
+
+/// `filter` checked: its default outcome and its other rules grouped by the outcome they
+/// lead to, for the stack of programs (see [`stack`]).
+fn checked(
+    filter: &LinuxSeccomp,
+) -> Result<(Outcome, BTreeMap<Outcome, RuleMap>, TargetArch), Error> {
     let arch = target_arch()?;
     let native = Arch::native().ok_or(Error::UnsupportedArch)?;
     if let Some(path) = &filter.listener_path {
@@ -304,8 +316,7 @@ fn stack_of(filter: &LinuxSeccomp) -> Result<Vec<(BpfProgram, u32)>, Error> {
             add(map, nr, rule.clone());
         }
     }
-
-    stack(default, by_outcome, arch)
+    Ok((default, by_outcome, arch))
 }
 
 /// The stack of programs, in installation order, each with the action it answers besides
