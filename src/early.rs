@@ -2,11 +2,8 @@
 //!
 //! The stage's work is the path every start waits for (see `commands::run::prestart`), and
 //! the sooner it is forked, the sooner that path begins. glibc runs the functions of
-//! `.init_array` with the process's arguments once its own start is done, before `main` and
-//! before Rust's runtime start: the standard streams check, the stack guard (which reads
-//! `/proc/self/maps`) and the signal stack. The stage is forked from there; it never needs
-//! those (it resets every signal disposition and runs no Rust thread), and omac's own start
-//! goes on in parallel.
+//! `.init_array` with the process's arguments once its own start is done, before `main`.
+//! The stage is forked from there, and omac's own start goes on in parallel.
 
 // glibc only: musl calls `.init_array` functions without arguments (there `run` forks the
 // stage once the command line is parsed).
@@ -36,28 +33,29 @@ mod hook {
         crate::STARTED.get_or_init(omac_runtime::wire::now);
         #[cfg(target_arch = "x86_64")]
         crate::entry::offer_holder();
-        if open_standard_streams() {
+        if super::open_standard_streams() {
             crate::commands::run::prestart();
         }
-    }
-
-    /// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, as Rust's runtime
-    /// start would later: otherwise the stage's pipes would take those numbers, and the
-    /// agent would inherit the report pipe as a standard stream. False when that fails
-    /// (then no stage is forked here, and Rust's start aborts as it would have).
-    fn open_standard_streams() -> bool {
-        (0..3).all(|fd| {
-            // SAFETY: fcntl and open with plain arguments.
-            unsafe {
-                libc::fcntl(fd, libc::F_GETFD) >= 0
-                    || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBADF)
-                    || libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == fd
-            }
-        })
     }
 
     #[used]
     #[link_section = ".init_array"]
     static FORK_STAGE_EARLY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
         fork_stage_early;
+}
+
+/// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed: otherwise a file or
+/// pipe opened later would take that number and be written as a standard stream (the
+/// stage's pipes, for one, would reach the agent as its stdin or stdout). False when that
+/// fails (`main` then aborts; the hook above forks no stage).
+#[cfg(not(test))]
+pub(crate) fn open_standard_streams() -> bool {
+    (0..3).all(|fd| {
+        // SAFETY: fcntl and open with plain arguments.
+        unsafe {
+            libc::fcntl(fd, libc::F_GETFD) >= 0
+                || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBADF)
+                || libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == fd
+        }
+    })
 }

@@ -1,5 +1,8 @@
 //! The `omac` binary: parses the command line, runs the command, maps failures to exit codes.
 
+// glibc calls `main` below directly: Rust's runtime start is skipped (see `main`).
+#![cfg_attr(not(test), no_main)]
+
 mod cli;
 mod commands;
 mod early;
@@ -15,7 +18,30 @@ mod session;
 /// When the process started (`CLOCK_MONOTONIC` ns), for `--verbose` step timings.
 pub static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-fn main() {
+/// The process's entry from glibc's start. Rust's own start (`lang_start`) is skipped: on
+/// the way to a sandbox's first step it read `/proc/self/maps` (glibc's
+/// `pthread_getattr_np`, for the stack guard's address: 77 us on its own here) and mapped a
+/// signal stack, which every `omac run` waited for. What it did that omac relies on is done here:
+/// the standard descriptors are open, and SIGPIPE is ignored (a write to a closed pipe is
+/// an EPIPE error, not the end of omac). A stack overflow still faults on the guard page;
+/// it is reported as a plain SIGSEGV instead of by name. The arguments and the
+/// environment are Rust's as before (std reads them from glibc's `.init_array` call).
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    if !early::open_standard_streams() {
+        std::process::abort();
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    omac_main()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn omac_main() -> ! {
     STARTED.get_or_init(omac_runtime::wire::now);
     // Internal stages started by omac itself run before anything else is set up,
     // single-threaded: the sandbox stage (re-executed by `omac run`) and the sidecar keeper.
