@@ -21,11 +21,9 @@ struct CpuSet(libc::cpu_set_t);
 // SAFETY: a plain bit array.
 unsafe impl Send for CpuSet {}
 
-/// The CPUs for a split start: omac's, the stage's, and the mask both came from.
+/// The CPUs a split start may use: those allowed before it (at least two).
 #[derive(Clone, Copy)]
 pub struct Split {
-    omac: usize,
-    stage: usize,
     original: CpuSet,
 }
 
@@ -52,54 +50,46 @@ fn only(cpu: usize) -> libc::cpu_set_t {
     set
 }
 
-/// Two CPUs for a split start: the one omac runs on now and the next allowed one. None
-/// with fewer than two allowed, or when omac pinned itself already (it does so once).
+/// A split start for this process, to be placed once the stage is forked. None with fewer
+/// than two CPUs allowed, or when omac pinned itself already (it does so once).
 pub fn plan() -> Option<Split> {
     if ORIGINAL.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         return None;
     }
     let original = allowed()?;
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: every c is below CPU_SETSIZE.
-        .filter(|c| unsafe { libc::CPU_ISSET(*c, &original.0) })
-        .collect();
-    if cpus.len() < 2 {
-        return None;
-    }
-    // SAFETY: sched_getcpu takes no argument.
-    let now = unsafe { libc::sched_getcpu() };
-    let omac = usize::try_from(now)
-        .ok()
-        .filter(|c| cpus.contains(c))
-        .unwrap_or(cpus[0]);
-    let next = cpus.iter().position(|c| *c == omac).map_or(0, |i| i + 1);
-    let stage = cpus[next % cpus.len()];
-    Some(Split {
-        omac,
-        stage,
-        original,
-    })
+    // SAFETY: a valid mask.
+    let count = unsafe { libc::CPU_COUNT(&original.0) };
+    (count >= 2).then_some(Split { original })
 }
 
 impl Split {
-    /// In the omac process, after the fork: omac keeps its CPU until [`restore_process`].
-    pub fn pin_omac(&self) {
+    /// In the omac process, right after the fork: omac keeps the CPU it runs on now, and
+    /// the stage gets the next allowed one. Both are chosen here, after the fork, because
+    /// either may have moved during it (the new stage often runs first, on omac's CPU,
+    /// while the idle CPU takes omac). Neither move then costs a stop of a CPU (about
+    /// 50 us on 2 CPUs here): omac stays where it is, and the stage either already runs on
+    /// the other CPU or waits, not running, on this one.
+    pub fn place(&self, stage: libc::pid_t) {
         *ORIGINAL.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.original);
-        pin(0, &only(self.omac));
+        // SAFETY: sched_getcpu takes no argument.
+        let now = unsafe { libc::sched_getcpu() };
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: every c is below CPU_SETSIZE.
+            .filter(|c| unsafe { libc::CPU_ISSET(*c, &self.original.0) })
+            .collect();
+        let Some(at) = usize::try_from(now)
+            .ok()
+            .and_then(|c| cpus.iter().position(|x| *x == c))
+        else {
+            return;
+        };
+        pin(stage, &only(cpus[(at + 1) % cpus.len()]));
+        pin(0, &only(cpus[at]));
     }
 
-    /// In the omac process, right after the fork: the stage, most likely still waiting
-    /// to run on omac's CPU (where a fork puts its child), is placed on its own before it
-    /// runs. Moving a task that runs costs the kernel a stop of its CPU (about 50 us on 2
-    /// CPUs here), which the stage would otherwise pay first thing, on the way to init.
-    pub fn place_stage(&self, pid: libc::pid_t) {
-        pin(pid, &only(self.stage));
-    }
-
-    /// In the stage: its CPU, for it, init and the agent until [`restore_self`].
-    pub fn pin_stage(&self) {
+    /// In the stage: remembers the CPUs to give back (see [`restore_self`]); omac places it.
+    pub fn adopt(&self) {
         *ORIGINAL.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.original);
-        pin(0, &only(self.stage));
     }
 }
 

@@ -97,14 +97,13 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
     match sys::clone_fork(0, None)? {
         sys::Forked::Parent(pid) => {
             if let Some(s) = split {
-                s.place_stage(pid);
-                s.pin_omac();
+                s.place(pid);
             }
             Ok(pid)
         }
         sys::Forked::Child => {
             if let Some(s) = split {
-                s.pin_stage();
+                s.adopt();
             }
             // SAFETY: our own descriptors; dup2 clears close-on-exec on the copies.
             let placed = unsafe {
