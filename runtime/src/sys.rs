@@ -435,9 +435,18 @@ fn each_part(mut bytes: &[u8], put: impl Fn(&[u8]) -> isize) -> io::Result<()> {
 /// One `read(2)` into `buf`, retried when a signal interrupts it: the byte count (0 at end
 /// of file).
 pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: a valid buffer of the length given.
+    unsafe { read_raw(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// `read(2)` into `len` bytes at `ptr`, again on EINTR.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     loop {
-        // SAFETY: a valid buffer of the length given.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: the caller's promise.
+        let n = unsafe { libc::read(fd, ptr.cast(), len) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -451,32 +460,36 @@ pub fn read_some(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// Reads from `fd` until end of file.
 pub fn read_to_end(fd: RawFd) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let n = read_some(fd, &mut buf)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
+    while read_more(fd, &mut out)? > 0 {}
+    Ok(out)
+}
+
+/// Reads once from `fd` onto the end of `out` (straight into its spare capacity: a
+/// buffer on the stack would cost the stage and init, fresh forks, a page fault for each
+/// of its pages); the count read, 0 at the end.
+fn read_more(fd: RawFd, out: &mut Vec<u8>) -> io::Result<usize> {
+    out.reserve(16384);
+    let spare = out.spare_capacity_mut();
+    // SAFETY: the vector's spare capacity, of the length given.
+    let n = unsafe { read_raw(fd, spare.as_mut_ptr().cast(), spare.len()) }?;
+    // SAFETY: the kernel initialized the n bytes it read.
+    unsafe { out.set_len(out.len() + n) };
+    Ok(n)
 }
 
 /// Reads `fd` up to the first newline or the end: the line (without the newline) and
 /// whatever was read past it.
 pub fn read_line(fd: RawFd) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
     loop {
         if let Some(nl) = out.iter().position(|b| *b == b'\n') {
             let rest = out.split_off(nl + 1);
             out.pop();
             return Ok((out, rest));
         }
-        let n = read_some(fd, &mut buf)?;
-        if n == 0 {
+        if read_more(fd, &mut out)? == 0 {
             return Ok((out, Vec::new()));
         }
-        out.extend_from_slice(&buf[..n]);
     }
 }
 
