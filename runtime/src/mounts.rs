@@ -135,18 +135,27 @@ impl Made {
             .any(|(d, u)| d == dest && matches!(u, Under::Ours))
     }
 
-    /// Whether a mount point may be created at `path` (recording host paths it creates).
-    fn may_create(&self, path: &str) -> bool {
+    /// The innermost mount made so far that holds the directory `path` would be created in.
+    fn covering(&self, path: &str) -> Option<&(String, Under)> {
         let parent = std::path::Path::new(path)
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "/".into());
-        let covering = self
-            .mounts
+        self.mounts
             .iter()
             .filter(|(d, _)| resolve::within(&parent, d))
-            .max_by_key(|(d, _)| std::path::Path::new(d).components().count());
-        match covering {
+            .max_by_key(|(d, _)| std::path::Path::new(d).components().count())
+    }
+
+    /// Whether `path` would be created on a tmpfs omac mounted (or the view's root), where
+    /// a mount point is most likely still to be made (see `resolve::open_target`).
+    fn on_ours(&self, path: &str) -> bool {
+        matches!(self.covering(path), Some((_, Under::Ours)))
+    }
+
+    /// Whether a mount point may be created at `path` (recording host paths it creates).
+    fn may_create(&self, path: &str) -> bool {
+        match self.covering(path) {
             Some((_, Under::Ours)) => true,
             Some((dest, Under::HostWritable(source))) => {
                 let rest = std::path::Path::new(path)
@@ -510,7 +519,8 @@ fn mount_one(
             (tree, Create::Dir)
         }
     };
-    let target = resolve::open_target(root, &p.destination, create, &may).map_err(|m| {
+    let fresh = made.on_ours(&p.destination);
+    let target = resolve::open_target(root, &p.destination, create, fresh, &may).map_err(|m| {
         step(
             &what,
             m,
@@ -554,7 +564,7 @@ fn minimal_dev(root: &OwnedFd, made: &Made, rep: &Reporter) -> Result<(), StepEr
             .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
         sys::mount_setattr(&tree, attr::NOSUID | attr::NOEXEC, 0, 0, false)
             .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
-        let target = resolve::open_target(root, d, Create::File, &|p| made.may_create(p))
+        let target = resolve::open_target(root, d, Create::File, true, &|p| made.may_create(p))
             .map_err(|m| step(&what, m, "remove what the bundle puts at that path"))?;
         sys::move_mount(&tree, &target)
             .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;

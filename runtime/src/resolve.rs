@@ -136,17 +136,25 @@ pub enum Create {
 
 /// Opens `dest` (absolute, inside the root `root`) as `O_PATH` without following any
 /// symlink. A missing component is created when `may_create(path)` allows it (the path lies
-/// on a tmpfs omac mounted); the last one as `last`.
+/// on a tmpfs omac mounted); the last one as `last`. `fresh`: `dest` lies on such a tmpfs,
+/// where it most likely does not exist yet, so it is created in its parent straight away
+/// (an existing one is opened the same way, as a target never is a symlink).
 pub fn open_target(
     root: &OwnedFd,
     dest: &str,
     last: Create,
+    fresh: bool,
     may_create: &dyn Fn(&str) -> bool,
 ) -> Result<OwnedFd, String> {
     // Fast paths: the target exists, or its parent does (mounts come parent first).
     let strict = sys::resolve::IN_ROOT | sys::resolve::NO_SYMLINKS | sys::resolve::NO_MAGICLINKS;
     let rel = dest.trim_start_matches('/');
-    match sys::openat2(root.as_raw_fd(), Path::new(rel), libc::O_PATH, strict) {
+    let probed = if fresh {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    } else {
+        sys::openat2(root.as_raw_fd(), Path::new(rel), libc::O_PATH, strict)
+    };
+    match probed {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             let p = Path::new(rel);
@@ -319,14 +327,27 @@ mod tests {
         std::os::unix::fs::symlink("/etc", d.path().join("link")).unwrap();
         let yes = |_: &str| true;
         let no = |_: &str| false;
-        assert!(open_target(&root, "/a/b/c", Create::Dir, &yes).is_ok());
-        assert!(d.path().join("a/b/c").is_dir());
-        assert!(open_target(&root, "/a/f", Create::File, &yes).is_ok());
-        assert!(d.path().join("a/f").is_file());
-        let e = open_target(&root, "/link/passwd", Create::File, &yes).unwrap_err();
-        assert!(e.contains("symlink"), "{e}");
-        let e = open_target(&root, "/x/y", Create::Dir, &no).unwrap_err();
-        assert!(e.contains("never creates"), "{e}");
+        // The same answers whether the target is expected to be new (`fresh`) or not.
+        for fresh in [false, true] {
+            let a = if fresh { "/fresh" } else { "/a" };
+            assert!(open_target(&root, &format!("{a}/b/c"), Create::Dir, fresh, &yes).is_ok());
+            assert!(d.path().join(&a[1..]).join("b/c").is_dir());
+            // Existing, it is opened as it is.
+            let again = open_target(&root, &format!("{a}/b/c"), Create::Dir, fresh, &yes).unwrap();
+            assert!(sys::is_dir_mode(
+                sys::fstat(again.as_raw_fd()).unwrap().st_mode
+            ));
+            assert!(open_target(&root, &format!("{a}/f"), Create::File, fresh, &yes).is_ok());
+            assert!(d.path().join(&a[1..]).join("f").is_file());
+            let e = open_target(&root, "/link/passwd", Create::File, fresh, &yes).unwrap_err();
+            assert!(e.contains("symlink"), "{e}");
+            // A symlink as the target itself is refused, not followed or replaced.
+            let e = open_target(&root, "/link", Create::Dir, fresh, &yes).unwrap_err();
+            assert!(e.contains("symlink"), "{e}");
+            let e = open_target(&root, "/x/y", Create::Dir, fresh, &no).unwrap_err();
+            assert!(e.contains("never creates"), "{e}");
+        }
+        assert!(d.path().join("link").is_symlink());
         // Inside the root, a symlink to /etc resolves to <root>/etc, which does not exist.
         assert!(open_in_root(&root, "/link/passwd", 0).is_err());
         assert!(open_in_root(&root, "/a/f", 0).is_ok());
