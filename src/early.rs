@@ -48,7 +48,7 @@ mod hook {
 /// pipe opened later would take that number and be written as a standard stream (the
 /// stage's pipes, for one, would reach the agent as its stdin or stdout). False when that
 /// fails (`main` then aborts; the hook above forks no stage).
-#[cfg(not(test))]
+#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 pub(crate) fn open_standard_streams() -> bool {
     (0..3).all(|fd| {
         // SAFETY: fcntl and open with plain arguments.

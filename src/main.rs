@@ -1,7 +1,7 @@
 //! The `omac` binary: parses the command line, runs the command, maps failures to exit codes.
 
-// glibc calls `main` below directly: Rust's runtime start is skipped (see `main`).
-#![cfg_attr(not(test), no_main)]
+// With glibc, `main` below is called directly: Rust's runtime start is skipped (see `main`).
+#![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 mod cli;
 mod commands;
@@ -20,13 +20,14 @@ pub static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// The process's entry from glibc's start. Rust's own start (`lang_start`) is skipped: on
 /// the way to a sandbox's first step it read `/proc/self/maps` (glibc's
-/// `pthread_getattr_np`, for the stack guard's address: 77 us on its own here) and mapped a
-/// signal stack, which every `omac run` waited for. What it did that omac relies on is done here:
-/// the standard descriptors are open, and SIGPIPE is ignored (a write to a closed pipe is
-/// an EPIPE error, not the end of omac). A stack overflow still faults on the guard page;
-/// it is reported as a plain SIGSEGV instead of by name. The arguments and the
-/// environment are Rust's as before (std reads them from glibc's `.init_array` call).
-#[cfg(not(test))]
+/// `pthread_getattr_np`, for the stack guard's address: 77 us on its own here) and mapped
+/// a signal stack, which every `omac run` waited for. What it did that omac relies on is
+/// done here: the standard descriptors are open, and SIGPIPE is ignored (a write to a
+/// closed pipe is an EPIPE error, not the end of omac). A stack overflow still faults on
+/// the guard page; it is reported as a plain SIGSEGV instead of by name. The arguments and
+/// the environment are Rust's as before (std reads them from glibc's `.init_array` call,
+/// which musl does not make: elsewhere Rust's start stays).
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
 #[no_mangle]
 extern "C" fn main(
     _argc: std::ffi::c_int,
@@ -37,6 +38,11 @@ extern "C" fn main(
     }
     // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    omac_main()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn main() {
     omac_main()
 }
 
