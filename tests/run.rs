@@ -1275,3 +1275,37 @@ fn the_namespaces_made_while_omac_starts_are_the_sandboxs() {
     );
     assert_eq!(stdout(&o).lines().last(), Some("lo up"), "{}", text(&o));
 }
+
+/// The agent shares init's memory until its exec (see the runtime's `agent::spawn`); what it
+/// sets for itself before the exec stays its own. The bundle's `oomScoreAdj` reaches the
+/// agent, and init (pid 1, which the agent reads) keeps omac's value: the kernel passes an
+/// `oom_score_adj` on to the processes sharing memory unless the writer is a vfork child.
+#[test]
+fn what_the_agent_sets_before_its_exec_is_its_own() {
+    let env = Env::new();
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let wanted = if own == 500 { 600 } else { 500 };
+    let script = "cat /proc/self/oom_score_adj /proc/1/oom_score_adj";
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", script]);
+    edit_config(&b, |c| {
+        c["process"]["oomScoreAdj"] = serde_json::json!(wanted)
+    });
+    let o = env
+        .omac()
+        .arg("run")
+        .arg(&b)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let seen: Vec<i32> = stdout(&o)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    // Both values are read: the agent's own, and init's, which differs from it.
+    assert_eq!(seen, [wanted, own], "{}", text(&o));
+}

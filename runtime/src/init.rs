@@ -114,25 +114,15 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
         Ok(fd) => fd,
         Err(e) => fail(&ctx, "signalfd", e.to_string(), "run `omac doctor`"),
     };
-    // SAFETY: init is single-threaded; the child execs at once (agent::exec).
-    let agent = match unsafe { libc::fork() } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            fail(
-                &ctx,
-                "fork the agent",
-                sys::errno_text(&e),
-                "raise the process limit",
-            )
-        }
-        0 => {
-            drop(listeners);
-            drop(sigfd);
-            ctx.life = None;
-            agent::exec(plan, &ctx)
-        }
-        pid => {
-            ctx.rep.debug(|| "agent forked".to_string());
+    let agent = match agent::spawn(plan, &ctx) {
+        Err(e) => fail(
+            &ctx,
+            "fork the agent",
+            sys::errno_text(&e),
+            "raise the process limit",
+        ),
+        Ok(pid) => {
+            ctx.rep.debug(|| "agent started".to_string());
             crate::cpus::restore_self();
             pid
         }
