@@ -30,8 +30,7 @@ fn die(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String>
 /// is sound because init is single-threaded and stopped until the child has exec'd or
 /// exited, and [`exec`] only borrows what init owns: what it allocates stays allocated in
 /// init's heap (a few KiB, once), and whatever it held of its reports goes out when init
-/// resumes. A `CLONE_VFORK` child's `oom_score_adj` is its own (the kernel does not pass
-/// it to the processes that share its memory). When no stack can be mapped, a fork.
+/// resumes. When no stack can be mapped, a fork.
 pub fn spawn(plan: &RunPlan, ctx: &Ctx) -> io::Result<libc::pid_t> {
     struct Arg<'a> {
         plan: &'a RunPlan,
@@ -184,16 +183,7 @@ pub fn exec(plan: &RunPlan, ctx: &Ctx) -> ! {
         );
     }
     set_rlimits(plan, ctx);
-    if let Some(adj) = p.oom_score_adj {
-        if let Err(e) = sys::write_file("/proc/self/oom_score_adj", &adj.to_string()) {
-            die(
-                ctx,
-                "oom_score_adj",
-                e.to_string(),
-                "remove process.oomScoreAdj or raise it",
-            );
-        }
-    }
+    // process.oomScoreAdj: inherited from init, which set it (see `init::main`).
     // The host's session keyring (and whatever keys it links) stays behind.
     if let Err(e) = sys::join_new_session_keyring() {
         ctx.rep

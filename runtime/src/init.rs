@@ -104,6 +104,20 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
         ctx.rep
             .debug(|| "view built; pivoted into the new root".to_string());
     }
+    // The bundle's oom_score_adj, for init and the agent, which inherits it: set before
+    // init stops being dumpable. A process that is not dumpable cannot write its own /proc
+    // entries as an unprivileged user (they then belong to a root that the user namespace
+    // does not map), and the agent, which shares init's memory until its exec, is not.
+    if let Some(adj) = plan.process.oom_score_adj {
+        if let Err(e) = sys::write_file("/proc/self/oom_score_adj", &adj.to_string()) {
+            fail(
+                &ctx,
+                "oom_score_adj",
+                e.to_string(),
+                "remove process.oomScoreAdj or raise it",
+            );
+        }
+    }
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0);
     if !ctx.pidns {
         let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0);
