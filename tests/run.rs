@@ -580,13 +580,7 @@ fn a_plain_oci_bundle_with_its_own_root() {
     )
     .unwrap();
     let before = listing(&b);
-    let o = env
-        .omac()
-        .arg("run")
-        .arg(&b)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = run(&env, &b, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(stdout(&o), "plain plain\nbin\ndev\nproc\ntmp\n");
     // config.json has no seccomp filter: the run says so.
@@ -1294,13 +1288,7 @@ fn the_bundles_oom_score_adj_reaches_the_agent() {
     edit_config(&b, |c| {
         c["process"]["oomScoreAdj"] = serde_json::json!(wanted)
     });
-    let o = env
-        .omac()
-        .arg("run")
-        .arg(&b)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = run(&env, &b, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let seen: Vec<i32> = stdout(&o)
         .lines()
