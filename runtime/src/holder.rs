@@ -21,13 +21,10 @@ use std::sync::Mutex;
 
 use crate::sys::{self, Forked};
 
-/// The namespaces the holder makes, all owned by its new user namespace.
-pub const NAMESPACES: u64 = (libc::CLONE_NEWUSER
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWCGROUP) as u64;
+/// The namespaces the holder makes, all owned by its new user namespace: those init is
+/// cloned into ahead but the pid namespace, which the helper's clone creates (see above).
+pub const NAMESPACES: u64 =
+    (libc::CLONE_NEWUSER as u64 | crate::ahead::FLAGS) & !(libc::CLONE_NEWPID as u64);
 
 /// The holder as omac's start left it: its pid, the read end of its `ready` pipe and the
 /// write end of its `release` pipe.
