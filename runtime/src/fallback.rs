@@ -127,15 +127,7 @@ pub fn network_filter(mode: Option<&str>) -> Option<LinuxSeccomp> {
             syscalls.truncate(1);
         }
     }
-    Some(LinuxSeccomp {
-        default_action: Action::Allow,
-        default_errno_ret: None,
-        architectures: vec![],
-        flags: vec![],
-        listener_path: None,
-        listener_metadata: None,
-        syscalls,
-    })
+    Some(LinuxSeccomp::allowing_all_but(syscalls))
 }
 
 /// What the fallback leaves out, in one sentence per point, for the warning.

@@ -735,20 +735,12 @@ pub(crate) mod tests {
     }
 
     fn one(action: Action) -> LinuxSeccomp {
-        LinuxSeccomp {
-            default_action: Action::Allow,
-            default_errno_ret: None,
-            architectures: vec![],
-            flags: vec![],
-            listener_path: None,
-            listener_metadata: None,
-            syscalls: vec![Syscall {
-                names: vec!["uname".into()],
-                action,
-                errno_ret: None,
-                args: vec![],
-            }],
-        }
+        LinuxSeccomp::allowing_all_but(vec![Syscall {
+            names: vec!["uname".into()],
+            action,
+            errno_ret: None,
+            args: vec![],
+        }])
     }
 
     #[test]

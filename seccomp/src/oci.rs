@@ -31,6 +31,22 @@ pub struct LinuxSeccomp {
     pub syscalls: Vec<Syscall>,
 }
 
+impl LinuxSeccomp {
+    /// A filter that allows every syscall but what `syscalls` rules otherwise, for every
+    /// architecture the compiler admits, with no flags and no notify listener.
+    pub fn allowing_all_but(syscalls: Vec<Syscall>) -> LinuxSeccomp {
+        LinuxSeccomp {
+            default_action: Action::Allow,
+            default_errno_ret: None,
+            architectures: vec![],
+            flags: vec![],
+            listener_path: None,
+            listener_metadata: None,
+            syscalls,
+        }
+    }
+}
+
 /// One rule: these syscall names, when the argument conditions hold, get this action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

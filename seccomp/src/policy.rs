@@ -385,13 +385,8 @@ pub fn agent_policy(edits: &Edits) -> Result<LinuxSeccomp, Error> {
         }
     }
     Ok(LinuxSeccomp {
-        default_action: Action::Allow,
-        default_errno_ret: None,
         architectures: vec![arch],
-        flags: vec![],
-        listener_path: None,
-        listener_metadata: None,
-        syscalls: rules,
+        ..LinuxSeccomp::allowing_all_but(rules)
     })
 }
 
