@@ -163,9 +163,12 @@ pub fn main(plan: &RunPlan, mut ctx: Ctx, begun: Option<mounts::Begun>) -> ! {
     unsafe { libc::close(ctx.rep.fd()) };
     if let Some(l) = &ctx.life {
         crate::life::ended(l, code);
-        // Until the stage has removed what the run left on the host (it closes its end).
-        let mut byte = [0u8; 1];
-        while sys::read_some(l.as_raw_fd(), &mut byte).is_ok_and(|n| n > 0) {}
+        // Until the stage has removed what the run left on the host (it closes its end),
+        // if anything: otherwise the stage only waits for init's exit.
+        if !created_here.is_empty() {
+            let mut byte = [0u8; 1];
+            while sys::read_some(l.as_raw_fd(), &mut byte).is_ok_and(|n| n > 0) {}
+        }
     }
     sys::exit_now(code)
 }
