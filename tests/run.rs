@@ -634,6 +634,41 @@ fn nothing_is_left_behind() {
     assert!(leftover.is_empty(), "processes outlived the sandbox");
 }
 
+/// What a run leaves to omac's parent: a process of the run that outlived omac would be
+/// reparented to the nearest subreaper. Here that is a Python process that waits for omac
+/// only and never reaps anything else, so such an orphan would stay its child (as a zombie
+/// once it exits) and show in its `children` list. omac takes init over from its stage at
+/// the end (the stage then exits early): omac must still wait for init.
+#[test]
+fn no_process_of_a_run_outlives_omac_not_even_as_a_zombie() {
+    let env = Env::new();
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", "sleep 0.05 & exit 3"]);
+    let script = r#"
+import ctypes, os, subprocess, sys, time
+assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+code = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL).returncode
+time.sleep(0.3)
+kids = []
+for t in os.listdir("/proc/self/task"):
+    kids += open("/proc/self/task/%s/children" % t).read().split()
+print(code, len(kids))
+"#;
+    for _ in 0..3 {
+        let o = env
+            .omac_via(&["python3", "-c", script])
+            .arg("run")
+            .arg(&b)
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&o),
+            "3 0\n",
+            "omac's exit code, then the processes of the run that outlived it\n{}",
+            text(&o)
+        );
+    }
+}
+
 #[test]
 fn verbose_reports_the_enforcement() {
     let env = Env::new();

@@ -127,14 +127,67 @@ pub fn fork_stage(plan_r: &OwnedFd, report_w: &OwnedFd) -> io::Result<libc::pid_
 
 /// Stages whose run has ended, still to be reaped (see [`wait_for_stages`]).
 static ENDED: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+/// inits this process reaps itself (see [`adopt`]).
+static ADOPTED: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+/// How many threads still relay a stage's reports (see [`Relaying`]).
+static RELAYING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A thread relaying a stage's reports, until dropped: [`wait_for_stages`] waits for it,
+/// since the stage is known to have ended (and is to be reaped) only once its reports end.
+/// A caller may have gone on as soon as the agent's status arrived (`on_exit`).
+struct Relaying;
+
+impl Relaying {
+    fn start() -> Relaying {
+        *RELAYING.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Relaying
+    }
+}
+
+impl Drop for Relaying {
+    fn drop(&mut self) {
+        *RELAYING.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        RELAYING.1.notify_all();
+    }
+}
+
+/// Once the agent has ended, takes over the reaping of `init` from `stage`: this process
+/// becomes a child subreaper (so init, orphaned by the stage's exit, becomes its child)
+/// and tells the stage (`stage::TAKEOVER`), which then exits without waiting for init's
+/// exit, in which the kernel tears the sandbox's namespaces down. That teardown then
+/// overlaps the stage's exit, and [`wait_for_stages`] waits for init too, so that nothing
+/// of the run outlives this process. Without the subreaper the stage waits as before.
+/// Only after the agent's end: a subreaper for the whole session would collect its
+/// sidecars' orphans as zombies.
+fn adopt(stage: libc::pid_t, init: libc::pid_t) {
+    if sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).is_err() {
+        return;
+    }
+    ADOPTED.lock().unwrap_or_else(|p| p.into_inner()).push(init);
+    // SAFETY: signalling our own child (still unreaped: this process reaps it later).
+    unsafe { libc::kill(stage, crate::stage::TAKEOVER) };
+}
 
 /// Waits for the stages whose runs have ended. A stage closes its end of the report pipe
 /// once init has said the run ended, then removes what the run left on the host and
 /// exits: that overlaps the caller's own wind-down, and the caller calls this before it
-/// exits (omac's `main` does), so that nothing of the run outlives it.
+/// exits (omac's `main` does), so that nothing of the run outlives it. Threads still
+/// relaying a stage's reports are waited for first (their stages are known once they are
+/// done); the inits taken over from their stages (see [`adopt`]) are waited for last (one
+/// the stage reaped after all is no child: ECHILD).
 pub fn wait_for_stages() {
+    let mut relaying = RELAYING.0.lock().unwrap_or_else(|p| p.into_inner());
+    while *relaying > 0 {
+        relaying = RELAYING.1.wait(relaying).unwrap_or_else(|p| p.into_inner());
+    }
+    drop(relaying);
     let pids = std::mem::take(&mut *ENDED.lock().unwrap_or_else(|p| p.into_inner()));
     for pid in pids {
+        let _ = sys::wait_for(pid);
+    }
+    let inits = std::mem::take(&mut *ADOPTED.lock().unwrap_or_else(|p| p.into_inner()));
+    for pid in inits {
         let _ = sys::wait_for(pid);
     }
 }
@@ -200,11 +253,13 @@ impl Sent {
     }
 
     fn wait(mut self, opts: &RunOptions, warnings: &mut Vec<String>) -> Result<Ran, Error> {
+        let _relaying = Relaying::start();
         let pid = self.pid;
         let result = relay(
             &self.report_r,
             self.sigfd.as_ref(),
             &mut |fd| forward(fd.as_raw_fd(), pid),
+            Some(pid),
             opts,
             warnings,
         );
@@ -296,7 +351,7 @@ fn inline(
     // From here only init and the agent write reports: their end of the pipe is the end.
     drop(report_w);
     let result = match launched {
-        Err(code) => relay(&report_r, None, &mut |_| {}, opts, warnings)
+        Err(code) => relay(&report_r, None, &mut |_| {}, None, opts, warnings)
             .map_err(Error::Spawn)
             .map(|r| (r, format!("the sandbox could not start (code {code})"))),
         Ok(l) => {
@@ -309,11 +364,12 @@ fn inline(
                 &mut |fd| {
                     l.on_signals(fd, None);
                 },
+                None,
                 opts,
                 warnings,
             );
             let status = l.wait();
-            l.finish();
+            l.finish(None);
             r.map_err(Error::Spawn)
                 .map(|r| (r, describe(status, "the sandbox's init")))
         }
@@ -383,15 +439,18 @@ fn send(plan: &Plan, run: &RunPlan, opts: &RunOptions) -> Result<Sent, Error> {
 type Relayed = (Enforcement, Option<(i32, Option<i32>)>, Option<Error>);
 
 /// Reads report messages until every writer is gone; `on_signal` handles the signalfd.
-/// The agent's status goes to `opts.on_exit` as soon as it arrives.
+/// The agent's status goes to `opts.on_exit` as soon as it arrives; then, with the `stage`
+/// (a child of this process) given, init is taken over from it (see [`adopt`]).
 fn relay(
     report: &OwnedFd,
     sigfd: Option<&OwnedFd>,
     on_signal: &mut dyn FnMut(&OwnedFd),
+    stage: Option<libc::pid_t>,
     opts: &RunOptions,
     warnings: &mut Vec<String>,
 ) -> io::Result<Relayed> {
     let verbose = opts.verbose;
+    let mut init = None;
     let mut enforcement = Enforcement::default();
     let mut exit = None;
     let mut fail = None;
@@ -438,6 +497,9 @@ fn relay(
                 continue;
             };
             let exited = matches!(msg, Msg::Exit { .. });
+            if let Msg::Init { pid } = msg {
+                init = Some(pid);
+            }
             handle(
                 msg,
                 &mut enforcement,
@@ -446,6 +508,11 @@ fn relay(
                 verbose,
                 warnings,
             );
+            if exited {
+                if let (Some(stage), Some(init)) = (stage, init.take()) {
+                    adopt(stage, init);
+                }
+            }
             if let (true, Some(f), Some((exit_code, signal)), None) =
                 (exited, &opts.on_exit, exit, &fail)
             {
@@ -525,6 +592,6 @@ fn handle(
             tracing::debug!("fallback: {cause}");
         }
         Msg::Exit { code, signal } => *exit = Some((code, signal)),
-        Msg::Probe { .. } => {}
+        Msg::Probe { .. } | Msg::Init { .. } => {}
     }
 }

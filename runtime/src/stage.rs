@@ -187,6 +187,14 @@ fn has(list: &[String], item: &str) -> bool {
 /// directory), which omac can no longer do.
 const PARENT_GONE: libc::c_int = libc::SIGPWR;
 
+/// The signal omac sends the stage once the agent has ended, when it has made itself a
+/// subreaper to reap init itself (see `parent::adopt`): the stage then need not wait for
+/// init's exit, in which the kernel tears the sandbox's namespaces down. init, reparented to
+/// omac when the stage exits, is still waited for before omac exits, so nothing of the run
+/// outlives omac, and the stage's own exit overlaps that teardown instead of following it.
+/// Ignored by default (SIGURG), so a stage that has not blocked it is not harmed.
+pub(crate) const TAKEOVER: libc::c_int = libc::SIGURG;
+
 /// The stage's whole job: launch init, forward signals to it until the run ends, clean up.
 fn run_plan(
     parent: libc::pid_t,
@@ -195,7 +203,7 @@ fn run_plan(
     rep: Reporter,
     ahead: Option<(Ahead, Vec<u8>)>,
 ) -> i32 {
-    let sigfd = match block_for_supervision(true, &[PARENT_GONE]) {
+    let sigfd = match block_for_supervision(true, &[PARENT_GONE, TAKEOVER]) {
         Ok(fd) => fd,
         Err(e) => {
             rep.fail("signals", e.to_string(), "report this as a bug");
@@ -206,7 +214,9 @@ fn run_plan(
         Ok(l) => l,
         Err(code) => return code,
     };
-    // init is on its way; the stage only waits from here.
+    // init is on its way; the stage only waits from here. omac learns init's pid (before
+    // it reads anything else: it reads the reports once the plan is sent).
+    rep.send(&Msg::Init { pid: launched.init });
     crate::cpus::restore_self();
     // Without a cgroup to remove, the run ends when init says so (every other process of
     // the sandbox reaped), not when init has exited: see `life`.
@@ -245,7 +255,7 @@ fn run_plan(
     // (it waits for the stage before it exits).
     // SAFETY: the stage's report descriptor; nothing reports after this.
     unsafe { libc::close(REPORT_FD) };
-    launched.finish();
+    launched.finish(Some((&sigfd, parent)));
     code
 }
 
@@ -279,6 +289,8 @@ pub struct Launched {
     life: std::cell::RefCell<Option<OwnedFd>>,
     /// What init said on it.
     heard: std::cell::RefCell<crate::life::Heard>,
+    /// omac reaps init itself (see [`TAKEOVER`]).
+    taken: std::cell::Cell<bool>,
     placement: Option<Placement>,
     private_tmp: Option<PathBuf>,
 }
@@ -295,6 +307,7 @@ impl Launched {
             status: std::cell::Cell::new(None),
             life: std::cell::RefCell::new(Some(life)),
             heard: Default::default(),
+            taken: std::cell::Cell::new(false),
             placement,
             private_tmp,
         }
@@ -333,7 +346,9 @@ impl Launched {
                 self.let_go();
                 return Some(128 + libc::SIGKILL);
             }
-            if sig == libc::SIGCHLD {
+            if sig == TAKEOVER && code != libc::SI_KERNEL {
+                self.taken.set(true);
+            } else if sig == libc::SIGCHLD {
                 let mut status = 0;
                 // SAFETY: reaping our own child.
                 if unsafe { libc::waitpid(self.init, &mut status, libc::WNOHANG) } == self.init {
@@ -349,6 +364,32 @@ impl Launched {
             }
         }
         self.status.get()
+    }
+
+    /// Waits until init is reaped or omac, still alive, has taken it over.
+    fn wait_unless_taken(&self, sigfd: &OwnedFd, parent: libc::pid_t) {
+        loop {
+            if self.status.get().is_some() {
+                return;
+            }
+            // SAFETY: getppid cannot fail.
+            if unsafe { libc::getppid() } != parent {
+                // omac is gone: nobody else will reap init.
+                self.wait();
+                return;
+            }
+            if self.taken.get() {
+                return;
+            }
+            let mut fds = [libc::pollfd {
+                fd: sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+            self.on_signals(sigfd, Some(parent));
+        }
     }
 
     /// Waits for init (if not yet reaped) and returns its raw wait status.
@@ -372,8 +413,10 @@ impl Launched {
     /// Removes what the run left on the host: the mount points init created, the run's
     /// cgroup, the fallback's temporary directory. Waits for init first unless it has said
     /// the run ended (then only its own exit is left, which leaves nothing behind), and
-    /// after: nothing of the run outlives the stage (and omac waits for the stage).
-    pub fn finish(self) {
+    /// after: nothing of the run outlives the stage (and omac waits for the stage), unless
+    /// omac takes init over (see [`TAKEOVER`]; only told on `signals`, the stage's signalfd
+    /// and omac's pid, and never with a cgroup to remove, which must wait for init's exit).
+    pub fn finish(self, signals: Option<(&OwnedFd, libc::pid_t)>) {
         let ended = self.hear().is_some();
         if !ended || self.placement.is_some() {
             self.wait();
@@ -383,7 +426,12 @@ impl Launched {
         if let Some(t) = &self.private_tmp {
             let _ = std::fs::remove_dir_all(t);
         }
-        self.wait();
+        match signals {
+            Some((fd, parent)) if self.placement.is_none() => self.wait_unless_taken(fd, parent),
+            _ => {
+                self.wait();
+            }
+        }
         if let Some(p) = self.placement {
             p.remove();
         }

@@ -244,6 +244,12 @@ pub enum Msg {
         /// Why.
         cause: String,
     },
+    /// init is cloned, with this pid in the stage's pid namespace (the stage says so): at
+    /// the end omac may reap init itself (see `parent::adopt`).
+    Init {
+        /// init's pid.
+        pid: i32,
+    },
     /// The agent ended.
     Exit {
         /// Its exit code, or 128+signal.
