@@ -631,44 +631,8 @@ mod tests {
         let n = compiled.instruction_count();
         assert!(n < 200, "{n} instructions");
         let getpid = crate::syscalls::number("getpid").unwrap() as u32;
-        let prog = &compiled.programs()[0];
-        let mut steps = 0;
-        let mut pc = 0;
-        // Count the walk for getpid with the emulator's rules (no argument is read).
-        loop {
-            let i = &prog[pc];
-            steps += 1;
-            pc += 1;
-            match i.code {
-                BPF_RET_K => {
-                    assert_eq!(i.k, libc::SECCOMP_RET_ALLOW);
-                    break;
-                }
-                BPF_JA => pc += i.k as usize,
-                BPF_LD_W_ABS => {}
-                BPF_JEQ_K | BPF_JGE_K | BPF_JGT_K => {
-                    let acc = if prog[..pc]
-                        .iter()
-                        .rev()
-                        .find(|x| x.code == BPF_LD_W_ABS)
-                        .unwrap()
-                        .k
-                        == SECCOMP_DATA_ARCH
-                    {
-                        NATIVE
-                    } else {
-                        getpid
-                    };
-                    let t = match i.code {
-                        BPF_JEQ_K => acc == i.k,
-                        BPF_JGE_K => acc >= i.k,
-                        _ => acc > i.k,
-                    };
-                    pc += usize::from(if t { i.jt } else { i.jf });
-                }
-                c => panic!("{c:#x} on getpid's way"),
-            }
-        }
+        let (ret, steps) = crate::compile::tests::run(&compiled.programs()[0], getpid, NATIVE, 0);
+        assert_eq!(ret, libc::SECCOMP_RET_ALLOW);
         assert!(steps <= 14, "{steps} instructions for getpid");
     }
 

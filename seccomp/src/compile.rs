@@ -438,7 +438,7 @@ pub(crate) mod tests {
     }
 
     /// [`eval`] with every argument `arg`; also the number of instructions run.
-    fn run(prog: &[sock_filter], nr: u32, arch: u32, arg: u32) -> (u32, usize) {
+    pub(crate) fn run(prog: &[sock_filter], nr: u32, arch: u32, arg: u32) -> (u32, usize) {
         let (mut a, mut pc, mut steps) = (0u32, 0usize, 0usize);
         loop {
             let i = &prog[pc];
