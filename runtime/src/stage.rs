@@ -214,8 +214,8 @@ fn run_plan(
         Ok(l) => l,
         Err(code) => return code,
     };
-    // init is on its way; the stage only waits from here. omac learns init's pid (before
-    // it reads anything else: it reads the reports once the plan is sent).
+    // init is on its way; the stage only waits from here. omac learns init's pid, to take
+    // init over at the end (see `TAKEOVER`).
     rep.send(&Msg::Init { pid: launched.init });
     crate::cpus::restore_self();
     // Without a cgroup to remove, the run ends when init says so (every other process of
@@ -338,7 +338,7 @@ impl Launched {
     /// code (the agent's, or 128+signal) once it has exited. With the stage's `parent`
     /// given, that parent's death (omac was killed) kills init and ends the run.
     pub fn on_signals(&self, sigfd: &OwnedFd, parent: Option<libc::pid_t>) -> Option<i32> {
-        while let Some((sig, code, _)) = sys::read_signal(sigfd.as_raw_fd()) {
+        while let Some((sig, code, sender)) = sys::read_signal(sigfd.as_raw_fd()) {
             // SAFETY: getppid cannot fail.
             if sig == PARENT_GONE && parent.is_some_and(|p| unsafe { libc::getppid() } != p) {
                 // init sees its supervisor gone and kills everything it started (without
@@ -346,8 +346,11 @@ impl Launched {
                 self.let_go();
                 return Some(128 + libc::SIGKILL);
             }
-            if sig == TAKEOVER && code != libc::SI_KERNEL {
-                self.taken.set(true);
+            if sig == TAKEOVER {
+                // Only omac's counts; anyone else's is ignored, as SIGURG is by default.
+                if parent.is_some_and(|p| u32::try_from(p) == Ok(sender)) {
+                    self.taken.set(true);
+                }
             } else if sig == libc::SIGCHLD {
                 let mut status = 0;
                 // SAFETY: reaping our own child.
