@@ -86,6 +86,37 @@ fn kernel_keyring_round_trip_through_the_cli() {
 }
 
 #[test]
+fn a_dropped_test_world_leaves_no_key_in_the_persistent_keyring() {
+    let w = World::new();
+    let name = registered(&w, "kgone");
+    let o = w.run_with_input(
+        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
+        b"kept-for-a-moment\n",
+    );
+    expect(&o, 0);
+    // Its workdir key and its __defaults__ mirror, as /proc/keys shows the user's keys.
+    let listed = || {
+        std::fs::read_to_string("/proc/keys")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&format!("/{name}:")))
+            .count()
+    };
+    assert_eq!(
+        listed(),
+        2,
+        "both keys are stored, so the check below can see them"
+    );
+    drop(w);
+    // Unlinked keys are collected by the kernel shortly after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while listed() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(listed(), 0, "the world's keys are gone");
+}
+
+#[test]
 fn without_a_secret_service_auto_falls_back_to_the_kernel_keyring() {
     let mut w = World::new();
     w.unvar("OMAC_KEYRING_BACKEND");

@@ -13,6 +13,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../keykit/mod.rs"]
+mod keykit;
+
 /// The omac binary under test.
 pub const OMAC: &str = env!("CARGO_BIN_EXE_omac");
 /// The repository.
@@ -383,6 +386,8 @@ impl Drop for Host {
         if self.work.join(".agents/skills/echo-rest").exists() {
             self.forget_secrets();
         }
+        // Any other key of this workdir (stored through another skill or path).
+        keykit::forget(&keykit::workdir_scopes(&self.work), &[]);
         // The layer store is read-only (0555 directories): root removes it anyway, any
         // other user only once its directories are writable again.
         make_dirs_writable(&self.root);

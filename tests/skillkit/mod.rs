@@ -8,6 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[path = "../keykit/mod.rs"]
+mod keykit;
+
 /// The built omac binary.
 pub const OMAC: &str = env!("CARGO_BIN_EXE_omac");
 
@@ -26,6 +29,14 @@ pub struct World {
     pub work: PathBuf,
     /// Extra variables.
     pub vars: Vec<(String, OsString)>,
+    /// The skills made here, whose keys go when the world does.
+    skills: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        keykit::forget(&keykit::workdir_scopes(&self.work), &self.skills.borrow());
+    }
 }
 
 /// A name unique to this test run (keychain items are shared by the user's processes).
@@ -52,6 +63,7 @@ impl World {
             home,
             work,
             vars: vec![("OMAC_KEYRING_BACKEND".into(), "keyutils".into())],
+            skills: Default::default(),
         }
     }
 
@@ -71,6 +83,7 @@ impl World {
     /// Copies the fixture as skill `name` into `<base>/skills/` (relative to the workdir or
     /// absolute) and fixes its names; returns its directory.
     pub fn skill_at(&self, root: &Path, name: &str) -> PathBuf {
+        self.skills.borrow_mut().push(name.to_string());
         let dir = root.join(name);
         copy_dir(&fixture(), &dir);
         for f in ["omac.yaml", "SKILL.md"] {
