@@ -468,16 +468,21 @@ async fn bring_up_and_run(
         None => {
             let (specs, routes) = sidecars(plan);
             let table = RouteTable::new(routes).context("building the facade's routes")?;
-            let supervisor = Arc::new(Supervisor::new(
-                supervisor_config(&plan.logs_dir),
-                table.clone(),
-            ));
-            up.supervisor = Some(supervisor.clone());
-            up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters, None));
-            let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
-            let started = (!specs.is_empty())
-                .then(|| tokio::spawn(async move { supervisor.start(specs).await }));
-            (table, started.map(|t| (names, t)))
+            if specs.is_empty() {
+                // Nothing to supervise: no supervisor (its event channel alone is 80 KB of
+                // memory written at every run) and no task logging its events.
+                (table, None)
+            } else {
+                let supervisor = Arc::new(Supervisor::new(
+                    supervisor_config(&plan.logs_dir),
+                    table.clone(),
+                ));
+                up.supervisor = Some(supervisor.clone());
+                up.events = Some(spawn_event_log(&supervisor, &plan.audit, counters, None));
+                let names: Vec<String> = specs.iter().map(|s| s.skill.clone()).collect();
+                let started = tokio::spawn(async move { supervisor.start(specs).await });
+                (table, Some((names, started)))
+            }
         }
     };
 
