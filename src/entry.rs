@@ -1,8 +1,8 @@
 //! omac's entry point, ahead of glibc's `_start`: for `omac run ...` it forks the holder,
 //! which makes the sandbox's namespaces while omac starts (see `omac_runtime::holder`).
 //!
-//! Then, for every command, it has the kernel make the relocation's private pages in one
-//! call (see `omac_populate_relro` below).
+//! Then, for every command, it has the kernel make the private pages of the binary's
+//! writable segments in one call each (see `omac_populate_writable` below).
 //!
 //! This code runs before the binary has relocated itself and before glibc has set up the
 //! thread pointer: nothing here may call a library function (errno lives in thread-local
@@ -43,41 +43,49 @@ std::arch::global_asm!(
     "pop rdx",
     "pop rdx",
     "jmp _start",
-    // omac_populate_relro(): madvise(MADV_POPULATE_WRITE) over the PT_GNU_RELRO segment
-    // (.data.rel.ro and the GOT, ~350 KB), which glibc's start then writes the binary's
-    // relative relocations into: the kernel makes the segment's private copies in one call
-    // instead of ~85 page faults, one per page written (190 instead of 278 faults in an
-    // `omac run`'s main process). After the holder's fork, so the holder copies none of
-    // them. A kernel older than 5.14 refuses the advice (EINVAL), and the pages fault as
-    // before. The program headers are found from the ELF header, which the linker's
-    // `__ehdr_start` marks (addressed relative to rip: no relocation needed); the
+    // omac_populate_writable(): madvise(MADV_POPULATE_WRITE) over each writable PT_LOAD
+    // segment. The first holds .data.rel.ro and the GOT (~350 KB), which glibc's start then
+    // writes the binary's relative relocations into; the second .data and .bss. The kernel
+    // makes their private pages in one call each instead of one page fault per page written
+    // (~100 faults of an `omac run`'s main process). After the holder's fork, so the holder
+    // copies none of them. A kernel older than 5.14 refuses the advice (EINVAL), and the
+    // pages fault as before. The program headers are found from the ELF header, which the
+    // linker's `__ehdr_start` marks (addressed relative to rip: no relocation needed); a
     // segment's runtime address is its p_vaddr past it (a PIE's first segment starts at 0).
     "60:",
-    "lea rdi, [rip + __ehdr_start]",
-    "mov rcx, qword ptr [rdi + 32]",
-    "movzx r8d, word ptr [rdi + 56]",
-    "add rcx, rdi",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "lea rbx, [rip + __ehdr_start]",
+    "mov r12, qword ptr [rbx + 32]",
+    "add r12, rbx",
+    "movzx r13d, word ptr [rbx + 56]",
     "61:",
-    "test r8, r8",
+    "test r13, r13",
     "jz 63f",
-    "cmp dword ptr [rcx], 0x6474e552",
-    "je 62f",
-    "add rcx, 56",
-    "dec r8",
-    "jmp 61b",
-    "62:",
-    "mov rsi, qword ptr [rcx + 40]",
-    "mov rax, qword ptr [rcx + 16]",
-    "add rax, rdi",
-    "mov rdx, rax",
-    "and rax, -4096",
-    "sub rdx, rax",
+    // p_type PT_LOAD (1) with PF_W (2) in p_flags.
+    "cmp dword ptr [r12], 1",
+    "jne 62f",
+    "test dword ptr [r12 + 4], 2",
+    "jz 62f",
+    "mov rsi, qword ptr [r12 + 40]",
+    "mov rdi, qword ptr [r12 + 16]",
+    "add rdi, rbx",
+    "mov rdx, rdi",
+    "and rdi, -4096",
+    "sub rdx, rdi",
     "add rsi, rdx",
-    "mov rdi, rax",
     "mov edx, 23",
     "mov eax, 28",
     "syscall",
+    "62:",
+    "add r12, 56",
+    "dec r13",
+    "jmp 61b",
     "63:",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
     "ret",
     // omac_holder_start(sp). Locals: [rsp] ready pipe (2 x i32), [rsp+8] release pipe,
     // [rsp+32] struct ifreq (40 bytes), [rsp+80] one byte, [rsp+88] cpu (u32),
