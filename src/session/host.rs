@@ -241,10 +241,15 @@ pub fn run_with(mut plan: Plan, early: Option<Early>) -> anyhow::Result<Report> 
     Ok(report)
 }
 
-/// The session's tokio runtime.
+/// The session's tokio runtime: one worker thread (and the blocking pool's, on demand).
+/// Its tasks are I/O: the egress proxy's tunnels, the relays, the supervisor's probes, the
+/// audit log; the facade serves on threads of its own. A second worker bought no throughput
+/// (one tunnel is one task) and cost every run its thread's start and exit, and the tasks'
+/// wakeups across threads: tunnel setup through the proxy from inside a sandbox, p50 285 ->
+/// 218 us (bench/egress_sandbox.sh), with the same 1 GiB transfer rates.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .thread_name("omac-session")
         .enable_all()
         .build()
