@@ -5,8 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use landlock::{
-    AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, Scope,
+    AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
 };
 use omac_bundle::ext::{FsRule, NetRules};
 use omac_bundle::rights;
@@ -62,6 +61,71 @@ fn file_rights() -> BitFlags<AccessFs> {
         | AccessFs::ReadFile
         | AccessFs::Truncate
         | AccessFs::IoctlDev
+}
+
+/// `struct landlock_path_beneath_attr` (packed, as the kernel reads it).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+impl PathBeneathAttr {
+    fn new(parent: &OwnedFd, allowed_access: u64) -> PathBeneathAttr {
+        PathBeneathAttr {
+            allowed_access,
+            parent_fd: parent.as_raw_fd(),
+        }
+    }
+}
+
+/// `struct landlock_net_port_attr`.
+#[repr(C, packed)]
+struct NetPortAttr {
+    allowed_access: u64,
+    port: u64,
+}
+
+impl NetPortAttr {
+    fn new(port: u16, access: AccessNet) -> NetPortAttr {
+        NetPortAttr {
+            allowed_access: BitFlags::from(access).bits(),
+            port: port.into(),
+        }
+    }
+}
+
+/// A Landlock rule of one of the two kinds above.
+trait RuleAttr {
+    /// `LANDLOCK_RULE_PATH_BENEATH` (1) or `LANDLOCK_RULE_NET_PORT` (2).
+    const TYPE: libc::c_uint;
+}
+
+impl RuleAttr for PathBeneathAttr {
+    const TYPE: libc::c_uint = 1;
+}
+
+impl RuleAttr for NetPortAttr {
+    const TYPE: libc::c_uint = 2;
+}
+
+/// landlock_add_rule(2).
+fn add_rule<A: RuleAttr>(ruleset: &OwnedFd, attr: &A) -> std::io::Result<()> {
+    // SAFETY: a ruleset descriptor of ours and an attribute of the rule type given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            A::TYPE,
+            attr as *const A,
+            0 as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// What the agent's Landlock domain should hold.
@@ -163,22 +227,20 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
                 }
             }
         }
-        let fd = match sys::openat(
-            libc::AT_FDCWD,
-            &match sys::cstr(&r.path) {
-                Ok(c) => c,
-                Err(_) => continue,
-            },
-            libc::O_PATH,
-            0,
-        ) {
-            Ok(fd) => fd,
-            Err(_) => {
-                skipped.push(r.path.clone());
-                continue;
-            }
+        let Ok(path) = sys::cstr(&r.path) else {
+            continue;
         };
-        let is_dir = sys::fstat(fd.as_raw_fd()).is_ok_and(|s| sys::is_dir_mode(s.st_mode));
+        // Most rules name directories: opened as one first, a rule's type needs no fstat.
+        let opened = match sys::openat(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                sys::openat(libc::AT_FDCWD, &path, libc::O_PATH, 0).map(|fd| (fd, false))
+            }
+            other => other.map(|fd| (fd, true)),
+        };
+        let Ok((fd, is_dir)) = opened else {
+            skipped.push(r.path.clone());
+            continue;
+        };
         if !is_dir {
             access &= file_rights();
         }
@@ -256,12 +318,24 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
     if !scopes.is_empty() {
         ruleset = ruleset.scope(scopes).map_err(refused)?;
     }
-    let mut created = ruleset.create().map_err(refused)?;
+    let created = ruleset.create().map_err(refused)?;
+    let Some(ruleset_fd) = Option::<OwnedFd>::from(created) else {
+        return Err(Refusal {
+            layer: "landlock-fs",
+            message: "the kernel made no Landlock ruleset".into(),
+            fix: "run `omac doctor`".into(),
+        });
+    };
+    // The rules go in directly: the crate's own checks would fstat every path again, and
+    // each right was checked against the kernel's ABI above.
+    let kernel = |e: std::io::Error| Refusal {
+        layer: "landlock-fs",
+        message: format!("the kernel refused a Landlock rule: {e}"),
+        fix: "run `omac doctor`".into(),
+    };
     let count = rules.len();
     for (fd, access) in rules {
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(refused)?;
+        add_rule(&ruleset_fd, &PathBeneathAttr::new(&fd, access.bits())).map_err(kernel)?;
     }
     for (ports, access) in [
         (&req.net.bind_tcp, AccessNet::BindTcp),
@@ -269,13 +343,23 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
     ] {
         if net_handled.contains(access) {
             for p in ports.iter().flatten() {
-                created = created
-                    .add_rule(NetPort::new(*p, access))
-                    .map_err(refused)?;
+                add_rule(&ruleset_fd, &NetPortAttr::new(*p, access)).map_err(kernel)?;
             }
         }
     }
-    created.restrict_self().map_err(refused)?;
+    // As the crate's restrict_self: no_new_privs first (an unprivileged caller needs it).
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(kernel)?;
+    // SAFETY: a ruleset descriptor of ours; no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_restrict_self,
+            ruleset_fd.as_raw_fd(),
+            0 as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        return Err(kernel(std::io::Error::last_os_error()));
+    }
 
     let mut detail = format!("ABI {abi}, {count} rules");
     let fs_level = if dropped.is_empty() && abi >= req.min_abi {

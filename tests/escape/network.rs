@@ -203,6 +203,34 @@ fn open_mode_host_abstract_unix_socket() {
 }
 
 #[test]
+fn open_mode_tcp_bind_outside_the_profile_ports() {
+    // The open mode shares the host's network namespace: Landlock's port rules let the agent
+    // listen on the profile's ports only.
+    let env = Env::new();
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (granted, other) = (free(), free());
+    let profile = env.profile(
+        "listen",
+        &format!(r#"{{"extends": "open", "network": {{"listen_port": [{granted}]}}}}"#),
+    );
+    assert_safe(&env.confined(&profile, &["bind-tcp", &other.to_string()]));
+    // The rule is there: the granted port is not refused too.
+    let o = env.confined(&profile, &["bind-tcp", &granted.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("bound 127.0.0.1:{granted}")),
+        "the profile's port is refused:\n{}",
+        text(&o)
+    );
+    assert_breach(&env.unconfined(&["bind-tcp", &other.to_string()]));
+}
+
+#[test]
 fn blocked_dbus_session_bus() {
     let env = Env::new();
     let bus = env.outside.join("bus");

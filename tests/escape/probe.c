@@ -437,6 +437,21 @@ static int cmd_connect_tcp(int argc, char **argv) {
     BREACH("connected to %s:%s", argv[0], argv[1]);
 }
 
+/* Binds a TCP socket to 127.0.0.1:PORT: Landlock's port rules decide in the open mode. */
+static int cmd_bind_tcp(int argc, char **argv) {
+    if (argc < 1) return 2;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fam = sockaddr_of("127.0.0.1", atoi(argv[0]), &ss, &len);
+    if (fam < 0) return 2;
+    int fd = socket(fam, SOCK_STREAM, 0);
+    if (fd < 0) SAFE("socket: %s", E);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) SAFE("bind 127.0.0.1:%s: %s", argv[0], E);
+    BREACH("bound 127.0.0.1:%s", argv[0]);
+}
+
 /* Sends a datagram; the test's listener decides (a send succeeds on any reachable route). */
 static int cmd_udp(int argc, char **argv) {
     if (argc < 3) return 2;
@@ -640,6 +655,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "setuid")) return cmd_setuid(n, a);
     if (!strcmp(c, "status")) return cmd_status(n, a);
     if (!strcmp(c, "connect-tcp")) return cmd_connect_tcp(n, a);
+    if (!strcmp(c, "bind-tcp")) return cmd_bind_tcp(n, a);
     if (!strcmp(c, "udp")) return cmd_udp(n, a);
     if (!strcmp(c, "connect-unix")) return cmd_connect_unix(n, a);
     if (!strcmp(c, "fds")) return cmd_fds();
