@@ -347,8 +347,13 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
             }
         }
     }
+    let enforce = |e: std::io::Error| Refusal {
+        layer: "landlock-fs",
+        message: format!("the kernel refused to enforce the Landlock ruleset: {e}"),
+        fix: "run `omac doctor`".into(),
+    };
     // As the crate's restrict_self: no_new_privs first (an unprivileged caller needs it).
-    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(kernel)?;
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(enforce)?;
     // SAFETY: a ruleset descriptor of ours; no flags.
     let r = unsafe {
         libc::syscall(
@@ -358,7 +363,7 @@ pub fn apply(req: &Request) -> Result<Applied, Refusal> {
         )
     };
     if r != 0 {
-        return Err(kernel(std::io::Error::last_os_error()));
+        return Err(enforce(std::io::Error::last_os_error()));
     }
 
     let mut detail = format!("ABI {abi}, {count} rules");
