@@ -182,13 +182,11 @@ pub fn wait_for_stages() {
         relaying = RELAYING.1.wait(relaying).unwrap_or_else(|p| p.into_inner());
     }
     drop(relaying);
-    let pids = std::mem::take(&mut *ENDED.lock().unwrap_or_else(|p| p.into_inner()));
-    for pid in pids {
-        let _ = sys::wait_for(pid);
-    }
-    let inits = std::mem::take(&mut *ADOPTED.lock().unwrap_or_else(|p| p.into_inner()));
-    for pid in inits {
-        let _ = sys::wait_for(pid);
+    for list in [&ENDED, &ADOPTED] {
+        let pids = std::mem::take(&mut *list.lock().unwrap_or_else(|p| p.into_inner()));
+        for pid in pids {
+            let _ = sys::wait_for(pid);
+        }
     }
 }
 
