@@ -8,13 +8,17 @@ A tool for changes, finer than bench/compare.sh's rounds; not a section of bench
     python3 bench/interleaved.py N NAME='COMMAND ARGS' NAME='COMMAND ARGS'...
 
 Commands are split on spaces and run without a shell (the first word is a path);
-their output goes to /dev/null. Run as root on a quiet machine, like the benchmarks.
+their output goes to /dev/null. Each executable is first dropped from the page cache and
+comes back through the warm-up runs, so that builds are compared in the same page-cache
+state (see level_cache.py). Run as root on a quiet machine, like the benchmarks.
 """
 import os
 import random
 import statistics
 import sys
 import time
+
+import level_cache
 
 
 def main():
@@ -39,6 +43,8 @@ def main():
             sys.exit("interleaved: %s exited with status %d" % (" ".join(argv), status))
         return (t1 - t0) / 1e6
 
+    # Every executable comes back into the page cache the same way (see level_cache.py).
+    level_cache.level(sorted({argv[0] for _, argv in cmds}))
     for _, argv in cmds:
         for _ in range(10):
             once(argv)
