@@ -60,7 +60,7 @@ impl Ahead {
             Forked::Child => {
                 drop(stage_end);
                 drop(go_w);
-                wait_for_head(init_end, go_r)
+                wait_for_head(init_end, go_r, held)
             }
             Forked::Parent(pid) => Some(Ahead {
                 pid,
@@ -121,8 +121,9 @@ impl Drop for Ahead {
 }
 
 /// init's side: waits for the head on `go`, then is init for it (see `stage::init_child`).
-/// Exits when the stage goes away or calls the run off (closes `go` without a word).
-fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
+/// Exits when the stage goes away or calls the run off (closes `go` without a word). `held`:
+/// init joined the holder's namespaces.
+fn wait_for_head(life: OwnedFd, go: OwnedFd, held: bool) -> ! {
     sys::name_thread(c"omac-init");
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0);
     if stage::stage_gone(&life) {
@@ -157,6 +158,8 @@ fn wait_for_head(life: OwnedFd, go: OwnedFd) -> ! {
     // As the stage builds it for a claimed init: no cgroup placement.
     let mut ctx = stage::namespace_ctx(&head, Reporter::new(REPORT_FD, verbose, t0), false);
     ctx.life = Some(life);
+    // The holder says it is ready only once its loopback device is up.
+    ctx.loopback_up = held;
     stage::init_child(
         Body::Pipe {
             fd: PLAN_FD,

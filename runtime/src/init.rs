@@ -24,10 +24,10 @@ fn fail(ctx: &Ctx, step: &str, message: impl Into<String>, fix: impl Into<String
 
 /// What init does in its new namespaces before it has its plan (the fallback has none):
 /// enters the cgroup namespace when it does so itself, brings the loopback device of a new
-/// network namespace up.
+/// network namespace up (unless the holder did).
 pub fn prepare_namespaces(ctx: &Ctx) {
     enter_cgroup_namespace(ctx);
-    if ctx.private_tmp.is_none() && ctx.netns {
+    if ctx.private_tmp.is_none() && ctx.netns && !ctx.loopback_up {
         if let Err(e) = netdev::loopback_up() {
             fail(ctx, "loopback up", sys::errno_text(&e), "run `omac doctor`");
         }

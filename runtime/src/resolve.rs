@@ -159,11 +159,12 @@ pub fn open_target(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             let p = Path::new(rel);
             if let (Some(parent), Some(name)) = (p.parent(), p.file_name()) {
-                let parent = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent
-                };
+                // Right below the root: the root's own descriptor is the parent.
+                if parent.as_os_str().is_empty() {
+                    if let Some(name) = name.to_str() {
+                        return create_in(root, name, dest, last, may_create);
+                    }
+                }
                 if let Ok(dir) = sys::openat2(
                     root.as_raw_fd(),
                     parent,

@@ -31,6 +31,9 @@ pub struct Ctx {
     pub pidns: bool,
     /// The sandbox has its own network namespace.
     pub netns: bool,
+    /// Its loopback device is up already: the holder brought it up when it made the
+    /// namespace (see `holder`).
+    pub loopback_up: bool,
     /// The fallback's private temporary directory (None: namespaced run).
     pub private_tmp: Option<PathBuf>,
     /// init's end of the life channel (see `life`).
@@ -587,6 +590,7 @@ pub(crate) fn namespace_ctx(head: &Head, rep: Reporter, placed: bool) -> Ctx {
         attached: terminal::attached(),
         pidns: ns("pid"),
         netns: ns("network"),
+        loopback_up: false,
         private_tmp: None,
         life: None,
         cgroupns_late: ns("cgroup") && placed,
@@ -698,6 +702,7 @@ fn fallback_ctx(plan: &RunPlan, rep: Reporter, cause: userns::Cause) -> Result<C
         attached: terminal::attached(),
         pidns: false,
         netns: false,
+        loopback_up: false,
         private_tmp: Some(tmp),
         life: None,
         cgroupns_late: false,
