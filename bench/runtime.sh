@@ -13,19 +13,25 @@
 # then brought back by its first run's page faults, the state in which a system holds an
 # installed program after a boot (bwrap, crun, runc and their libraries are in whatever state
 # the system left them). The build's own file is measured too: the linker writes it through
-# a memory mapping, in 4 KiB page-cache pages, and a run of it takes about 0.13 ms longer
-# (a fresh copy, in 64 KiB folios, about 0.07 ms less); see bench/level_cache.py.
+# a memory mapping, in 4 KiB page-cache pages. Alternated with the installed copy run for run
+# (bench/interleaved.py) it took 0.14 ms longer; in this section's back-to-back runs the two
+# rows come out alike (see bench/level_cache.py).
+#
+# The commands run in ROUNDS alternating rounds (every other round in the reverse order) of
+# RUNS/ROUNDS runs each, and each median is over all of a command's runs: a run of 200 in one
+# block per command let the machine's drift (0.3-0.5 ms between blocks, here) into the ratios.
 #
 # Prints a markdown table of medians and each one's ratio to omac's, then omac's peak RSS
 # (the largest of its processes, from wait4's rusage). Run as root on a quiet machine:
 # crun on a hybrid cgroup v1/v2 host only runs with cgroup2 unmounted, so every command runs
 # in a private mount namespace where /sys/fs/cgroup/unified is unmounted.
 #   OMAC=target/<host triple>/release/omac bash bench/runtime.sh      (bench/run.sh sets OMAC)
-#   RUNS=300 WARMUP=30 bash bench/runtime.sh
+#   RUNS=300 ROUNDS=6 WARMUP=10 bash bench/runtime.sh
 set -euo pipefail
 OMAC=${OMAC:-$(cd "$(dirname "$0")/.." && pwd)/target/$(rustc -vV | sed -n "s/^host: //p")/release/omac}
 RUNS=${RUNS:-200}
-WARMUP=${WARMUP:-20}
+ROUNDS=${ROUNDS:-4}
+WARMUP=${WARMUP:-10}
 for tool in hyperfine bwrap crun runc unshare python3; do
   command -v "$tool" >/dev/null || { echo "runtime bench: $tool is missing (.ci/apt-packages)" >&2; exit 4; }
 done
@@ -57,14 +63,25 @@ cd "$work"
 "$OMAC" run "$work/omac"
 crun --root "$work/crun-state" run --bundle "$work/crun" omac-bench-crun
 runc --root "$work/runc-state" run --bundle "$work/runc" omac-bench-runc </dev/null
-hyperfine -N --warmup $WARMUP --runs $RUNS --style basic --export-json "$work/result.json" \\
-  -n omac "$OMAC run $work/omac" \\
-  -n build "$build run $work/omac" \\
-  -n bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true" \\
-  -n crun "crun --root $work/crun-state run --bundle $work/crun omac-bench-crun" \\
-  -n runc "runc --root $work/runc-state run --bundle $work/runc omac-bench-runc" \\
-  -n unshare "unshare -Urmpf --mount-proc true" \\
-  -n true "/bin/true" >/dev/null
+cmds=(
+  omac "$OMAC run $work/omac"
+  build "$build run $work/omac"
+  bwrap "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true"
+  crun "crun --root $work/crun-state run --bundle $work/crun omac-bench-crun"
+  runc "runc --root $work/runc-state run --bundle $work/runc omac-bench-runc"
+  unshare "unshare -Urmpf --mount-proc true"
+  true "/bin/true"
+)
+for r in \$(seq $ROUNDS); do
+  args=()
+  for i in \$(seq 0 2 \$((\${#cmds[@]} - 2))); do
+    pair=(-n "\${cmds[\$i]}" "\${cmds[\$((i + 1))]}")
+    # Every other round in the reverse order.
+    if [ \$((r % 2)) = 1 ]; then args+=("\${pair[@]}"); else args=("\${pair[@]}" "\${args[@]}"); fi
+  done
+  hyperfine -N --warmup $WARMUP --runs $((RUNS / ROUNDS)) --style basic \\
+    --export-json "$work/result-\$r.json" "\${args[@]}" >/dev/null
+done
 peak=0
 for i in \$(seq 20); do
   k=\$( { /usr/bin/time -f %M "$OMAC" run "$work/omac" >/dev/null; } 2>&1 | tail -1)
@@ -74,11 +91,14 @@ echo "\$peak" > "$work/rss"
 EOF
 unshare -m --propagation private bash "$work/inner.sh"
 
-python3 - "$work/result.json" "$(cat "$work/rss")" "$mounts" "$RUNS" <<'EOF'
-import json, sys
-res = json.load(open(sys.argv[1]))["results"]
-rss_kb, mounts, runs = int(sys.argv[2]), sys.argv[3], sys.argv[4]
-med = {r["command"]: r["median"] * 1000 for r in res}
+python3 - "$work" "$(cat "$work/rss")" "$mounts" "$RUNS" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+work, rss_kb, mounts, runs, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+times = {}
+for r in range(1, rounds + 1):
+    for res in json.load(open("%s/result-%d.json" % (work, r)))["results"]:
+        times.setdefault(res["command"], []).extend(res["times"])
+med = {name: statistics.median(t) * 1000 for name, t in times.items()}
 what = {
     "omac": "`omac run` (default profile: 7 namespaces, %s mounts, masks, Landlock, seccomp)" % mounts,
     "build": "the same, from the build's own file (as the linker wrote it)",
@@ -93,7 +113,8 @@ print("|---|---:|---:|")
 for name in ["omac", "build", "bwrap", "crun", "runc", "unshare", "true"]:
     print("| %s | %.2f | %.2fx |" % (what[name], med[name], med["omac"] / med[name]))
 print()
-print("(hyperfine -N, %s runs each, medians; `omac / it` below 1 means omac is faster)" % runs)
+print("(hyperfine -N, %s runs each in %d alternating rounds, medians; `omac / it` below 1 means"
+      " omac is faster)" % (runs, rounds))
 print("omac peak RSS (largest of its processes, 20 runs): %.1f MB" % (rss_kb / 1024))
 ok_bwrap = med["omac"] <= med["bwrap"]
 ok_crun = med["omac"] <= 0.5 * med["crun"]
