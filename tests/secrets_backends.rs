@@ -34,6 +34,16 @@ fn secret_fingerprint(w: &World, skill: &str) -> String {
 }
 
 /// A registered skill whose ECHO_API_KEY is not yet stored.
+/// `omac secrets set SKILL ECHO_API_KEY --stdin` with `value`, which must succeed.
+fn set_by_stdin(w: &World, skill: &str, value: &str) -> Output {
+    let o = w.run_with_input(
+        &["secrets", "set", skill, "ECHO_API_KEY", "--stdin"],
+        format!("{value}\n").as_bytes(),
+    );
+    expect(&o, 0);
+    o
+}
+
 fn registered(w: &World, prefix: &str) -> String {
     let name = unique(prefix);
     w.skill(&name);
@@ -45,11 +55,7 @@ fn registered(w: &World, prefix: &str) -> String {
 fn kernel_keyring_round_trip_through_the_cli() {
     let w = World::new();
     let name = registered(&w, "ku");
-    let o = w.run_with_input(
-        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
-        b"kernel-value-42\n",
-    );
-    expect(&o, 0);
+    let o = set_by_stdin(&w, &name, "kernel-value-42");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("reboot"),
         "the volatility is said: {}",
@@ -89,11 +95,7 @@ fn kernel_keyring_round_trip_through_the_cli() {
 fn a_dropped_test_world_leaves_no_key_in_the_persistent_keyring() {
     let w = World::new();
     let name = registered(&w, "kgone");
-    let o = w.run_with_input(
-        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
-        b"kept-for-a-moment\n",
-    );
-    expect(&o, 0);
+    set_by_stdin(&w, &name, "kept-for-a-moment");
     // Its workdir key and its __defaults__ mirror, as /proc/keys shows the user's keys.
     let listed = || {
         std::fs::read_to_string("/proc/keys")
@@ -275,11 +277,7 @@ fn inner_secret_service_round_trip() {
     let name = registered(&w, "ss");
     let service = workdir_service(&w, &name);
     let value = "ss-value-Zq81";
-    let o = w.run_with_input(
-        &["secrets", "set", &name, "ECHO_API_KEY", "--stdin"],
-        format!("{value}\n").as_bytes(),
-    );
-    expect(&o, 0);
+    let o = set_by_stdin(&w, &name, value);
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("reboot"),
         "no volatility notice: {}",
