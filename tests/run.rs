@@ -114,6 +114,50 @@ fn the_view_is_the_bundles() {
     assert_eq!(lines[4], "0", "the home is a fresh tmpfs");
 }
 
+/// The view's writable tmpfs mounts (/tmp and the home folded into the root's filesystem,
+/// /dev/shm into /dev's: see runtime/src/fold.rs) as the agent finds them: their modes,
+/// mounts of their own with their own flags, fresh, and nothing moves or links across them.
+#[test]
+fn the_views_tmpfs_mounts_are_fresh_and_their_own() {
+    let env = Env::new();
+    let script = r#"
+        stat -c '%a %n' /tmp "$HOME" /dev/shm
+        for m in /tmp "$HOME" /dev/shm; do
+            awk -v m="$m" '$5 == m { print $5, $6 }' /proc/self/mountinfo
+        done
+        ls -A /dev/shm | wc -l
+        echo x > /tmp/f && echo y > /dev/shm/f && mkdir "$HOME/d"
+        ln /tmp/f /tmp/g && echo 'link within /tmp: made'
+        ln /tmp/f "$HOME/f" 2>/dev/null || echo 'link /tmp -> home: refused'
+        ln /dev/shm/f /tmp/h 2>/dev/null || echo 'link /dev/shm -> /tmp: refused'
+        python3 -c '
+import errno, os, sys
+home = os.environ["HOME"]
+for src, dst in [(home + "/d", "/tmp/d"), ("/tmp/f", home + "/f"), ("/dev/shm/f", "/tmp/s")]:
+    try:
+        os.rename(src, dst)
+        print("rename", src, "moved")
+    except OSError as e:
+        print("rename", src, errno.errorcode[e.errno])
+os.rename("/tmp/g", "/tmp/g2")
+print("rename within /tmp: moved")
+'
+    "#;
+    let b = bundle_of(&env, "default", &["/bin/sh", "-c", script]);
+    let o = run(&env, &b, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let home = env.home.display().to_string();
+    let want = format!(
+        "1777 /tmp\n700 {home}\n1777 /dev/shm\n\
+         /tmp rw,nosuid,nodev,relatime\n{home} rw,nosuid,nodev,relatime\n\
+         /dev/shm rw,nosuid,nodev,noexec,relatime\n0\n\
+         link within /tmp: made\nlink /tmp -> home: refused\nlink /dev/shm -> /tmp: refused\n\
+         rename {home}/d EXDEV\nrename /tmp/f EXDEV\nrename /dev/shm/f EXDEV\n\
+         rename within /tmp: moved\n"
+    );
+    assert_eq!(stdout(&o), want, "{}", text(&o));
+}
+
 fn signal_reaches_the_agent(stage_exec: bool) {
     let env = Env::new();
     let b = bundle_of(

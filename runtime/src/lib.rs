@@ -28,6 +28,7 @@ mod cgroup;
 mod cpus;
 mod error;
 pub mod fallback;
+mod fold;
 pub mod holder;
 mod init;
 mod landlock;

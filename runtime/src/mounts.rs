@@ -1,12 +1,14 @@
 //! The sandbox's filesystem view, built by init inside its private mount namespace: a tmpfs
 //! over the bundle's empty root (the bundle on disk is never written), the bundle's mounts
 //! in order with the new mount API (binds cloned and made read-only recursively, new
-//! filesystems from fsopen), the minimal /dev links, sysctls, masks, read-only paths, then
+//! filesystems from fsopen, a tmpfs folded into another or copied where nothing tells the
+//! difference: see `fold`), the minimal /dev links, sysctls, masks, read-only paths, then
 //! `pivot_root` and the old root detached.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::fold::{self, Limits, ReadOnly};
 use crate::mountopts::{self, Kind};
 use crate::resolve::{self, Create};
 use crate::sys::{self, attr};
@@ -108,8 +110,9 @@ pub fn new_fs(
 /// What a mount made so far is, for creating mount points beneath it.
 #[derive(Debug, Clone)]
 enum Under {
-    /// A tmpfs omac mounted, or the root: anything may be created.
-    Ours,
+    /// A tmpfs omac mounted, or the root: anything may be created. `limits`: those of
+    /// its filesystem, when another tmpfs may fold into it (see [`fold`]).
+    Ours { limits: Option<Limits> },
     /// A writable bind of this host directory: a missing mount point is created on the
     /// host (as any OCI runtime does) and removed after the run.
     HostWritable(String),
@@ -122,6 +125,7 @@ enum Under {
 struct Made {
     mounts: Vec<(String, Under)>,
     created: std::cell::RefCell<Vec<(String, String)>>,
+    read_only: ReadOnly,
 }
 
 impl Made {
@@ -132,7 +136,7 @@ impl Made {
     fn ours(&self, dest: &str) -> bool {
         self.mounts
             .iter()
-            .any(|(d, u)| d == dest && matches!(u, Under::Ours))
+            .any(|(d, u)| d == dest && matches!(u, Under::Ours { .. }))
     }
 
     /// The innermost mount made so far that holds the directory `path` would be created in.
@@ -150,13 +154,13 @@ impl Made {
     /// Whether `path` would be created on a tmpfs omac mounted (or the view's root), where
     /// a mount point is most likely still to be made (see `resolve::open_target`).
     fn on_ours(&self, path: &str) -> bool {
-        matches!(self.covering(path), Some((_, Under::Ours)))
+        matches!(self.covering(path), Some((_, Under::Ours { .. })))
     }
 
     /// Whether a mount point may be created at `path` (recording host paths it creates).
     fn may_create(&self, path: &str) -> bool {
         match self.covering(path) {
-            Some((_, Under::Ours)) => true,
+            Some((_, Under::Ours { .. })) => true,
             Some((dest, Under::HostWritable(source))) => {
                 let rest = std::path::Path::new(path)
                     .strip_prefix(dest)
@@ -178,6 +182,8 @@ pub struct Begun {
     rootfs: std::path::PathBuf,
     root: OwnedFd,
     devnull: OwnedFd,
+    /// The first mask over a file, in the view: the others are copies of it.
+    null_mask: std::cell::RefCell<Option<OwnedFd>>,
     writable: Vec<String>,
     made: Made,
 }
@@ -240,11 +246,12 @@ pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
                 "the bundle's root directory must exist",
             )
         })?;
+    let root_params = [("mode".to_string(), Some("0755".to_string()))];
     let root_mount = if view.root_tmpfs {
         new_fs(
             "tmpfs",
             "omac-root",
-            &[("mode".into(), Some("0755".into()))],
+            &root_params,
             attr::NOSUID | attr::NODEV,
         )
         .map_err(|m| step("root tmpfs", m, "run `omac doctor`"))?
@@ -269,10 +276,20 @@ pub fn begin(view: &View, rep: &Reporter) -> Result<Begun, StepError> {
         rootfs: view.rootfs.clone(),
         root,
         devnull,
+        null_mask: Default::default(),
         writable: writable(&parsed),
         made: Made {
-            mounts: vec![("/".to_string(), Under::Ours)],
+            mounts: vec![(
+                "/".to_string(),
+                Under::Ours {
+                    limits: view
+                        .root_tmpfs
+                        .then(|| fold::limits(&root_params))
+                        .flatten(),
+                },
+            )],
             created: Default::default(),
+            read_only: ReadOnly::default(),
         },
     };
     let result = mount_all_linking(&parsed, &links, &mut begun, rep)
@@ -335,7 +352,16 @@ fn usr_links(parsed: &[mountopts::Parsed], view: &View) -> Vec<(String, String)>
             format!("/{text}")
         };
         let plain = !target.split('/').any(|c| c == "." || c == "..");
-        let resolved = std::fs::canonicalize(name).is_ok_and(|r| r.to_str() == Some(&target));
+        // The target reached with no further link on the way (one lookup, where resolving
+        // the link's name would read every component of it again).
+        let resolved = plain
+            && sys::openat2(
+                libc::AT_FDCWD,
+                std::path::Path::new(&target),
+                libc::O_PATH,
+                sys::resolve::NO_SYMLINKS,
+            )
+            .is_ok();
         let covered = parsed.iter().any(|q| match &q.kind {
             Kind::Bind {
                 source: s,
@@ -409,14 +435,7 @@ fn mount_all_linking(
             rep.debug(|| format!("linked {name} -> {text}"));
             continue;
         }
-        mount_one(p, &begun.root, &begun.writable, &begun.made)?;
-        let under = match &p.kind {
-            Kind::Fs { fstype, .. } if fstype == "tmpfs" => Under::Ours,
-            Kind::Bind { source, .. } if p.attrs & attr::RDONLY == 0 => {
-                Under::HostWritable(source.clone())
-            }
-            _ => Under::Other,
-        };
+        let under = mount_one(p, &begun.root, &begun.writable, &begun.made)?;
         begun.made.mounts.push((p.destination.clone(), under));
         rep.debug(|| format!("mounted {}", p.destination));
     }
@@ -456,15 +475,17 @@ pub fn finish(
     Ok(())
 }
 
+/// Makes the mount `p` in the view; returns what it is, for the mounts beneath it.
 fn mount_one(
     p: &mountopts::Parsed,
     root: &OwnedFd,
     writable: &[String],
     made: &Made,
-) -> Result<(), StepError> {
+) -> Result<Under, StepError> {
     let what = format!("mount {}", p.destination);
     let may = |path: &str| made.may_create(path);
-    let (tree, create) = match &p.kind {
+    let mut read_only = None;
+    let (tree, create, under) = match &p.kind {
         Kind::Bind { source, recursive } => {
             let src = resolve::open_host(source, writable).map_err(|m| {
                 step(
@@ -502,21 +523,51 @@ fn mount_one(
             } else {
                 Create::File
             };
-            (tree, create)
+            let under = if p.attrs & attr::RDONLY == 0 {
+                Under::HostWritable(source.clone())
+            } else {
+                Under::Other
+            };
+            (tree, create, under)
         }
         Kind::Fs {
             fstype,
             source,
             params,
         } => {
-            let tree = new_fs(fstype, source, params, p.attrs).map_err(|m| {
-                step(
-                    &what,
-                    m,
-                    "check the mount's type and options (the kernel's message is quoted)",
-                )
-            })?;
-            (tree, Create::Dir)
+            let tmpfs = fstype == "tmpfs";
+            let under = if !tmpfs {
+                Under::Other
+            } else if p.attrs & attr::RDONLY != 0 {
+                Under::Ours { limits: None }
+            } else {
+                Under::Ours {
+                    limits: fold::limits(params),
+                }
+            };
+            if tmpfs && fold_in(p, params, root, made, &what)? {
+                return Ok(under);
+            }
+            let copy = if tmpfs {
+                made.read_only.copy(params, p.attrs)
+            } else {
+                None
+            };
+            let tree = match copy {
+                Some(tree) => tree,
+                None => {
+                    let tree = new_fs(fstype, source, params, p.attrs).map_err(|m| {
+                        step(
+                            &what,
+                            m,
+                            "check the mount's type and options (the kernel's message is quoted)",
+                        )
+                    })?;
+                    read_only = tmpfs.then_some(params);
+                    tree
+                }
+            };
+            (tree, Create::Dir, under)
         }
     };
     let fresh = made.on_ours(&p.destination);
@@ -527,7 +578,57 @@ fn mount_one(
             "remove the symlink or the mount, or regenerate the bundle",
         )
     })?;
-    sys::move_mount(&tree, &target).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))
+    sys::move_mount(&tree, &target)
+        .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+    if let Some(params) = read_only {
+        made.read_only.keep(params, p.attrs, tree);
+    }
+    Ok(under)
+}
+
+/// Folds the tmpfs `p` into the tmpfs its mount point lies on, when it may (see [`fold`]).
+fn fold_in(
+    p: &mountopts::Parsed,
+    params: &[(String, Option<String>)],
+    root: &OwnedFd,
+    made: &Made,
+    what: &str,
+) -> Result<bool, StepError> {
+    let Some((
+        _,
+        Under::Ours {
+            limits: Some(outer),
+        },
+    )) = made.covering(&p.destination)
+    else {
+        return Ok(false);
+    };
+    let Some(mode) = fold::foldable(p, params, outer) else {
+        return Ok(false);
+    };
+    let path = std::path::Path::new(&p.destination);
+    let (Some(parent), Some(name)) = (
+        path.parent().and_then(|d| d.to_str()),
+        path.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Ok(false);
+    };
+    let opened;
+    let dir = if parent == "/" {
+        root
+    } else {
+        // The parent is most likely a mount point made before, or its parent's.
+        opened = resolve::open_target(root, parent, Create::Dir, false, &|q| made.may_create(q))
+            .map_err(|m| {
+                step(
+                    what,
+                    m,
+                    "remove the symlink or the mount, or regenerate the bundle",
+                )
+            })?;
+        &opened
+    };
+    fold::fold(p, mode, dir, name).map_err(|e| step(what, sys::errno_text(&e), refusal_fix(&e)))
 }
 
 /// The OCI runtime spec's default devices, which every runtime supplies itself: bound from
@@ -592,10 +693,18 @@ fn minimal_dev(root: &OwnedFd, made: &Made, rep: &Reporter) -> Result<(), StepEr
     Ok(())
 }
 
+/// The options of the empty read-only tmpfs a mask puts over a directory.
+fn mask_params() -> [(String, Option<String>); 2] {
+    [
+        ("mode".into(), Some("0555".into())),
+        ("size".into(), Some("4k".into())),
+    ]
+}
+
 /// Hides `path`: an empty read-only tmpfs over a directory, /dev/null over anything else.
-fn mask(root: &OwnedFd, devnull: &OwnedFd, path: &str) -> Result<(), StepError> {
+fn mask(b: &Begun, path: &str) -> Result<(), StepError> {
     let what = format!("mask {path}");
-    let fd = match resolve::open_in_root(root, path, 0) {
+    let fd = match resolve::open_in_root(&b.root, path, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => {
@@ -608,25 +717,40 @@ fn mask(root: &OwnedFd, devnull: &OwnedFd, path: &str) -> Result<(), StepError> 
     };
     let st =
         sys::fstat(fd.as_raw_fd()).map_err(|e| step(&what, e.to_string(), "run `omac doctor`"))?;
-    let cover = if sys::is_dir_mode(st.st_mode) {
-        new_fs(
-            "tmpfs",
-            "omac-mask",
-            &[
-                ("mode".into(), Some("0555".into())),
-                ("size".into(), Some("4k".into())),
-            ],
-            attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC,
-        )
-        .map_err(|m| step(&what, m, "run `omac doctor`"))?
-    } else {
-        let t = sys::clone_tree(devnull, false)
+    if sys::is_dir_mode(st.st_mode) {
+        let params = mask_params();
+        let attrs = attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC;
+        let (cover, new) = match b.made.read_only.copy(&params, attrs) {
+            Some(copy) => (copy, false),
+            None => (
+                new_fs("tmpfs", "omac-mask", &params, attrs)
+                    .map_err(|m| step(&what, m, "run `omac doctor`"))?,
+                true,
+            ),
+        };
+        sys::move_mount(&cover, &fd)
             .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
-        sys::mount_setattr(&t, attr::RDONLY | attr::NOSUID | attr::NOEXEC, 0, 0, false)
-            .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
-        t
-    };
-    sys::move_mount(&cover, &fd).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))
+        if new {
+            b.made.read_only.keep(&params, attrs, cover);
+        }
+        return Ok(());
+    }
+    // The first file mask is a read-only bind of /dev/null; the others copy it, flags and
+    // all.
+    let mut first = b.null_mask.borrow_mut();
+    let t = match first.as_ref() {
+        Some(m) => sys::clone_tree(m, false),
+        None => sys::clone_tree(&b.devnull, false).and_then(|t| {
+            sys::mount_setattr(&t, attr::RDONLY | attr::NOSUID | attr::NOEXEC, 0, 0, false)
+                .map(|()| t)
+        }),
+    }
+    .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+    sys::move_mount(&t, &fd).map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
+    if first.is_none() {
+        *first = Some(t);
+    }
+    Ok(())
 }
 
 /// The view's masks and read-only paths that are (`near`) or are not in or around the
@@ -644,7 +768,7 @@ fn split_near_sockets(view: &View, near: bool) -> (Vec<String>, Vec<String>) {
 /// Hides the `masked` paths and makes the `readonly` ones read-only, in the view being built.
 fn protect(b: &Begun, masked: &[String], readonly: &[String]) -> Result<(), StepError> {
     for m in masked {
-        mask(&b.root, &b.devnull, m)?;
+        mask(b, m)?;
     }
     for r in readonly {
         let fd = match resolve::open_in_root(&b.root, r, sys::resolve::NO_SYMLINKS) {

@@ -196,30 +196,15 @@ pub fn open_target(
                          (omac never creates files on the host)"
                     ));
                 }
-                let n = name(comp).map_err(|e| e.to_string())?;
-                if is_last && last == Create::File {
-                    let f = sys::openat(
-                        cur.as_raw_fd(),
-                        &n,
-                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
-                        0o644,
-                    );
-                    match f {
-                        Ok(_) => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                        Err(e) => return Err(format!("creating {here}: {}", sys::errno_text(&e))),
+                let kind = if is_last { last } else { Create::Dir };
+                match create(&cur, comp, kind).map_err(|e| format!("creating {here}: {e}"))? {
+                    Some(fd) => {
+                        cur = fd;
+                        continue;
                     }
-                } else {
-                    // SAFETY: valid descriptor and C string.
-                    let r = unsafe { libc::mkdirat(cur.as_raw_fd(), n.as_ptr(), 0o755) };
-                    if r < 0 {
-                        let e = io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(format!("creating {here}: {}", sys::errno_text(&e)));
-                        }
-                    }
+                    None => open_nofollow(&cur, comp)
+                        .map_err(|e| format!("{here}: {}", sys::errno_text(&e)))?,
                 }
-                open_nofollow(&cur, comp).map_err(|e| format!("{here}: {}", sys::errno_text(&e)))?
             }
             Err(e) => return Err(format!("{here}: {}", sys::errno_text(&e))),
         };
@@ -237,6 +222,39 @@ pub fn open_target(
     Ok(cur)
 }
 
+/// Creates `name` in `dir` as `kind` and opens what it made: `None` when something exists
+/// there already (the caller opens and checks it). What was just made needs no check: a
+/// new file is opened by its creation, a new directory with `O_DIRECTORY`, which refuses a
+/// symlink put in its place meanwhile.
+fn create(dir: &OwnedFd, name: &str, kind: Create) -> Result<Option<OwnedFd>, String> {
+    let n = self::name(name).map_err(|e| e.to_string())?;
+    let made = if kind == Create::File {
+        sys::openat(
+            dir.as_raw_fd(),
+            &n,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
+            0o644,
+        )
+        .map(Some)
+    } else {
+        // SAFETY: valid descriptor and C string.
+        sys::cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) }).and_then(|_| {
+            sys::openat(
+                dir.as_raw_fd(),
+                &n,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
+                0,
+            )
+            .map(Some)
+        })
+    };
+    match made {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(None),
+        Err(e) => Err(sys::errno_text(&e)),
+        Ok(fd) => Ok(fd),
+    }
+}
+
 /// Creates `name` (the last component of `dest`) in `dir` when allowed, and opens it.
 fn create_in(
     dir: &OwnedFd,
@@ -251,23 +269,8 @@ fn create_in(
              (omac never creates files on the host)"
         ));
     }
-    let n = self::name(name).map_err(|e| e.to_string())?;
-    let r = if last == Create::File {
-        sys::openat(
-            dir.as_raw_fd(),
-            &n,
-            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW,
-            0o644,
-        )
-        .map(drop)
-    } else {
-        // SAFETY: valid descriptor and C string.
-        sys::cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) }).map(drop)
-    };
-    if let Err(e) = r {
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(format!("creating {dest}: {}", sys::errno_text(&e)));
-        }
+    if let Some(fd) = create(dir, name, last).map_err(|e| format!("creating {dest}: {e}"))? {
+        return Ok(fd);
     }
     let fd = open_nofollow(dir, name).map_err(|e| format!("{dest}: {}", sys::errno_text(&e)))?;
     let st = sys::fstat(fd.as_raw_fd()).map_err(|e| format!("{dest}: {e}"))?;
