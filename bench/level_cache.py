@@ -11,8 +11,15 @@ that compare builds (interleaved.py, compare.sh) first drop each compared execut
 the page cache; their warm-up runs then bring every one back the same way, through exec.
 
     python3 bench/level_cache.py FILE...
+    python3 bench/level_cache.py --huge FILE   # MB of FILE cached in 2 MB folios (root)
+
+omac asks for its code in 2 MB folios, which its processes map with one page-table entry
+per 2 MB (src/entry.rs); `--huge` says how much of a file the page cache holds so.
 """
+import ctypes
+import mmap
 import os
+import struct
 import sys
 
 
@@ -28,7 +35,58 @@ def level(paths):
             os.close(fd)
 
 
+def huge_mb(path):
+    """MB of `path` in the page cache in 2 MB folios, read from /proc/kpageflags (a folio
+    is a head page and its tail pages) through a mapping of the file: None when that
+    cannot be read (not root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pages = (size + 4095) // 4096
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_PRIVATE, f.fileno(), 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        return None
+    byte = ctypes.c_char()
+    cached = (ctypes.c_ubyte * pages)()
+    if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), cached) != 0:
+        return None
+    try:
+        pagemap, flags = open("/proc/self/pagemap", "rb"), open("/proc/kpageflags", "rb")
+    except OSError:
+        return None
+    head_run, huge = 0, 0
+    for i in range(pages):
+        if not cached[i] & 1:
+            head_run = 0
+            continue
+        # Mapped (it is cached: no read), so that pagemap names it.
+        ctypes.memmove(ctypes.byref(byte), addr + i * 4096, 1)
+        pagemap.seek((addr // 4096 + i) * 8)
+        entry = struct.unpack("Q", pagemap.read(8))[0]
+        if not entry >> 63:
+            head_run = 0
+            continue
+        flags.seek((entry & ((1 << 55) - 1)) * 8)
+        f = struct.unpack("Q", flags.read(8))[0]
+        if f >> 15 & 1:
+            head_run = 1
+        elif f >> 16 & 1 and head_run:
+            head_run += 1
+        else:
+            head_run = 0
+        if head_run == 512:
+            huge += 1
+    return huge * 2
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    level(sys.argv[1:])
+    if sys.argv[1] == "--huge":
+        mb = huge_mb(sys.argv[2])
+        print("unknown (needs root)" if mb is None else "%d MB" % mb)
+    else:
+        level(sys.argv[1:])

@@ -12,10 +12,10 @@
 # omac runs as installed: a copy of the build, written back and dropped from the page cache,
 # then brought back by its first run's page faults, the state in which a system holds an
 # installed program after a boot (bwrap, crun, runc and their libraries are in whatever state
-# the system left them). The build's own file is measured too: the linker writes it through
-# a memory mapping, in 4 KiB page-cache pages. Alternated with the installed copy run for run
-# (bench/interleaved.py) it took 0.14 ms longer; in this section's back-to-back runs the two
-# rows come out alike (see bench/level_cache.py).
+# the system left them). omac's code then comes back in 2 MB folios, which its processes map
+# with one page-table entry per 2 MB (src/entry.rs); the section says how much. The build's
+# own file is measured too: the linker writes it through a memory mapping, in 4 KiB
+# page-cache pages, which stay so while the file is cached (see bench/level_cache.py).
 #
 # The commands run in ROUNDS alternating rounds (every other round in the reverse order) of
 # RUNS/ROUNDS runs each, and each median is over all of a command's runs: a run of 200 in one
@@ -145,3 +145,4 @@ print("code layout: %d of %d functions of link/omac.order are in the binary; %s"
     "laid out in its order" if laid else "NOT laid out in its order (see build.rs)"))
 ' "$order"
 fi
+echo "omac's code in 2 MB page-cache folios: $(python3 "$(dirname "$0")/level_cache.py" --huge "$OMAC") of the installed binary's $(($(stat -c %s "$OMAC") / 1048576)) MB"

@@ -1,8 +1,9 @@
 //! omac's entry point, ahead of glibc's `_start`: for `omac run ...` it forks the holder,
 //! which makes the sandbox's namespaces while omac starts (see `omac_runtime::holder`).
 //!
-//! Then, for every command, it has the kernel make the private pages of the binary's
-//! writable segments in one call each (see `omac_populate_writable` below).
+//! For every command, it first asks for the binary's code in 2 MB pages, and after the
+//! holder's fork has the kernel make the private pages of the binary's writable segments in
+//! one call each (see `omac_advise_segments` below).
 //!
 //! This code runs before the binary has relocated itself and before glibc has set up the
 //! thread pointer: nothing here may call a library function (errno lives in thread-local
@@ -29,33 +30,58 @@ pub fn offer_holder() {
 }
 
 std::arch::global_asm!(
-    // omac_entry: the ELF entry point. Calls omac_holder_start with the kernel's initial
-    // stack (argc, argv..., 0, envp..., 0, auxv), then goes on to glibc's _start with the
-    // stack and rdx as the kernel left them.
+    // In a section of its own, which the link places after all other code: the kernel
+    // reads the code around the entry point in small pages when it starts the binary, and
+    // that must not be the first 2 MB of the code (see omac_advise_segments).
+    ".pushsection .omac_entry,\"ax\",@progbits",
+    ".p2align 4",
+    // omac_entry: the ELF entry point. Advises the code segment, calls omac_holder_start
+    // with the kernel's initial stack (argc, argv..., 0, envp..., 0, auxv), advises the
+    // writable segments, then goes on to glibc's _start with the stack and rdx as the
+    // kernel left them.
     ".globl omac_entry",
     ".type omac_entry,@function",
     "omac_entry:",
-    "mov rdi, rsp",
     "push rdx",
     "push rdx",
+    "mov edi, 1",
+    "mov esi, 14",
+    "call 60f",
+    "lea rdi, [rsp + 16]",
     "call 80f",
+    "mov edi, 2",
+    "mov esi, 23",
     "call 60f",
     "pop rdx",
     "pop rdx",
     "jmp _start",
-    // omac_populate_writable(): madvise(MADV_POPULATE_WRITE) over each writable PT_LOAD
-    // segment. The first holds .data.rel.ro and the GOT (~350 KB), which glibc's start then
-    // writes the binary's relative relocations into; the second .data and .bss. The kernel
-    // makes their private pages in one call each instead of one page fault per page written
-    // (~100 faults of an `omac run`'s main process). After the holder's fork, so the holder
-    // copies none of them. A kernel older than 5.14 refuses the advice (EINVAL), and the
-    // pages fault as before. The program headers are found from the ELF header, which the
-    // linker's `__ehdr_start` marks (addressed relative to rip: no relocation needed); a
-    // segment's runtime address is its p_vaddr past it (a PIE's first segment starts at 0).
+    // omac_advise_segments(flag, advice): madvise(advice) over each PT_LOAD segment whose
+    // p_flags has `flag`. Called twice:
+    // - PF_X, MADV_HUGEPAGE, first of all: the code is read into the page cache in 2 MB
+    //   folios from then on, which every later process maps with one page-table entry per
+    //   2 MB (the link aligns the code segment to 2 MB: see .cargo/config.toml). A run's
+    //   processes then take a few faults for their code instead of hundreds and unmap a few
+    //   entries when they exit. Only code read after this call comes in so: this entry point
+    //   lies outside the first 2 MB of the code, where the link order puts what a run
+    //   executes. Without transparent huge pages (`never`) the advice is refused, and
+    //   nothing changes.
+    // - PF_W, MADV_POPULATE_WRITE, after the holder's fork (so the holder copies none of
+    //   them): the first writable segment holds .data.rel.ro and the GOT (~350 KB), which
+    //   glibc's start then writes the binary's relative relocations into; the second .data
+    //   and .bss. The kernel makes their private pages in one call each instead of one page
+    //   fault per page written (~100 faults of an `omac run`'s main process). A kernel older
+    //   than 5.14 refuses the advice (EINVAL), and the pages fault as before.
+    // The program headers are found from the ELF header, which the linker's `__ehdr_start`
+    // marks (addressed relative to rip: no relocation needed); a segment's runtime address
+    // is its p_vaddr past it (a PIE's first segment starts at 0).
     "60:",
     "push rbx",
     "push r12",
     "push r13",
+    "push r14",
+    "push r15",
+    "mov r14d, edi",
+    "mov r15d, esi",
     "lea rbx, [rip + __ehdr_start]",
     "mov r12, qword ptr [rbx + 32]",
     "add r12, rbx",
@@ -63,10 +89,10 @@ std::arch::global_asm!(
     "61:",
     "test r13, r13",
     "jz 63f",
-    // p_type PT_LOAD (1) with PF_W (2) in p_flags.
+    // p_type PT_LOAD (1) with the flag in p_flags.
     "cmp dword ptr [r12], 1",
     "jne 62f",
-    "test dword ptr [r12 + 4], 2",
+    "test dword ptr [r12 + 4], r14d",
     "jz 62f",
     "mov rsi, qword ptr [r12 + 40]",
     "mov rdi, qword ptr [r12 + 16]",
@@ -75,14 +101,21 @@ std::arch::global_asm!(
     "and rdi, -4096",
     "sub rdx, rdi",
     "add rsi, rdx",
-    "mov edx, 23",
+    "mov edx, r15d",
     "mov eax, 28",
     "syscall",
+    // With the code's advice, its first 2 MB are read in at once, before the holder's fork:
+    // a fault of another process meanwhile would share the file's read-ahead state.
+    "cmp r15d, 14",
+    "jne 62f",
+    "movzx eax, byte ptr [rdi]",
     "62:",
     "add r12, 56",
     "dec r13",
     "jmp 61b",
     "63:",
+    "pop r15",
+    "pop r14",
     "pop r13",
     "pop r12",
     "pop rbx",
@@ -346,6 +379,7 @@ std::arch::global_asm!(
     "mov edi, 1",
     "syscall",
     "ud2",
+    ".popsection",
     ".pushsection .rodata.omac_entry,\"a\",@progbits",
     "70:",
     ".asciz \"OMAC_STAGE_EXEC=\"",
