@@ -29,6 +29,14 @@ pub fn offer_holder() {
     }
 }
 
+/// The advice for the code segment: MADV_HUGEPAGE, or MADV_NORMAL (nothing) in the build
+/// that scripts/link-order.sh profiles, which must see every page of code fault on its own.
+const CODE_ADVICE: i32 = if cfg!(omac_code_in_small_pages) {
+    libc::MADV_NORMAL
+} else {
+    libc::MADV_HUGEPAGE
+};
+
 std::arch::global_asm!(
     // In a section of its own, which the link places after all other code: the kernel
     // reads the code around the entry point in small pages when it starts the binary, and
@@ -45,7 +53,7 @@ std::arch::global_asm!(
     "push rdx",
     "push rdx",
     "mov edi, 1",
-    "mov esi, 14",
+    "mov esi, {code_advice}",
     "call 60f",
     "lea rdi, [rsp + 16]",
     "call 80f",
@@ -106,7 +114,7 @@ std::arch::global_asm!(
     "syscall",
     // With the code's advice, its first 2 MB are read in at once, before the holder's fork:
     // a fault of another process meanwhile would share the file's read-ahead state.
-    "cmp r15d, 14",
+    "cmp r15d, {huge}",
     "jne 62f",
     "movzx eax, byte ptr [rdi]",
     "62:",
@@ -387,5 +395,7 @@ std::arch::global_asm!(
     ".asciz \"/dev/null\"",
     ".popsection",
     holder = sym HOLDER,
+    code_advice = const CODE_ADVICE,
+    huge = const libc::MADV_HUGEPAGE,
     namespaces = const omac_runtime::holder::NAMESPACES,
 );

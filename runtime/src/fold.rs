@@ -129,6 +129,15 @@ impl ReadOnly {
         sys::clone_tree(&k.mount, false).ok()
     }
 
+    /// The descriptors of the mounts it keeps.
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|k| k.mount.as_raw_fd())
+            .collect()
+    }
+
     /// Keeps `mount` (a read-only tmpfs with `params` and `attrs`, now in the view) to copy.
     pub fn keep(&self, params: &[(String, Option<String>)], attrs: u64, mount: OwnedFd) {
         if attrs & attr::RDONLY == 0 {

@@ -189,9 +189,13 @@ pub struct Begun {
 }
 
 impl Begun {
-    /// The descriptors it holds (the new root, /dev/null), which [`finish`] needs.
-    pub fn fds(&self) -> [std::os::fd::RawFd; 2] {
-        [self.root.as_raw_fd(), self.devnull.as_raw_fd()]
+    /// The descriptors it holds (the new root, /dev/null, the mounts it copies from), which
+    /// [`finish`] needs.
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut fds = vec![self.root.as_raw_fd(), self.devnull.as_raw_fd()];
+        fds.extend(self.null_mask.borrow().as_ref().map(|m| m.as_raw_fd()));
+        fds.extend(self.made.read_only.fds());
+        fds
     }
 
     /// Gives the view up before [`finish`] (the run was called off): detaches it (a
