@@ -33,7 +33,6 @@ fn secret_fingerprint(w: &World, skill: &str) -> String {
     v["secrets"][0]["fingerprint"].as_str().unwrap().to_string()
 }
 
-/// A registered skill whose ECHO_API_KEY is not yet stored.
 /// `omac secrets set SKILL ECHO_API_KEY --stdin` with `value`, which must succeed.
 fn set_by_stdin(w: &World, skill: &str, value: &str) -> Output {
     let o = w.run_with_input(
@@ -44,6 +43,7 @@ fn set_by_stdin(w: &World, skill: &str, value: &str) -> Output {
     o
 }
 
+/// A registered skill whose ECHO_API_KEY is not yet stored.
 fn registered(w: &World, prefix: &str) -> String {
     let name = unique(prefix);
     w.skill(&name);

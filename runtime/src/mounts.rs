@@ -355,10 +355,9 @@ fn usr_links(parsed: &[mountopts::Parsed], view: &View) -> Vec<(String, String)>
         } else {
             format!("/{text}")
         };
-        let plain = !target.split('/').any(|c| c == "." || c == "..");
-        // The target reached with no further link on the way (one lookup, where resolving
-        // the link's name would read every component of it again).
-        let resolved = plain
+        // A plain target reached with no further link on the way (one lookup, where
+        // resolving the link's name would read every component of it again).
+        let resolved = !target.split('/').any(|c| c == "." || c == "..")
             && sys::openat2(
                 libc::AT_FDCWD,
                 std::path::Path::new(&target),
@@ -386,7 +385,7 @@ fn usr_links(parsed: &[mountopts::Parsed], view: &View) -> Vec<(String, String)>
             .chain(&view.masked)
             .chain(&view.readonly)
             .any(|d| d.starts_with(&below));
-        if plain && resolved && covered && nothing_below {
+        if resolved && covered && nothing_below {
             out.push((name.clone(), text));
         }
     }
@@ -488,7 +487,8 @@ fn mount_one(
 ) -> Result<Under, StepError> {
     let what = format!("mount {}", p.destination);
     let may = |path: &str| made.may_create(path);
-    let mut read_only = None;
+    // A new read-only tmpfs, kept to copy from once it is in place.
+    let mut kept_params = None;
     let (tree, create, under) = match &p.kind {
         Kind::Bind { source, recursive } => {
             let src = resolve::open_host(source, writable).map_err(|m| {
@@ -540,9 +540,10 @@ fn mount_one(
             params,
         } => {
             let tmpfs = fstype == "tmpfs";
+            let read_only = tmpfs && p.attrs & attr::RDONLY != 0;
             let under = if !tmpfs {
                 Under::Other
-            } else if p.attrs & attr::RDONLY != 0 {
+            } else if read_only {
                 Under::Ours { limits: None }
             } else {
                 Under::Ours {
@@ -552,7 +553,7 @@ fn mount_one(
             if tmpfs && fold_in(p, params, root, made, &what)? {
                 return Ok(under);
             }
-            let copy = if tmpfs {
+            let copy = if read_only {
                 made.read_only.copy(params, p.attrs)
             } else {
                 None
@@ -567,7 +568,7 @@ fn mount_one(
                             "check the mount's type and options (the kernel's message is quoted)",
                         )
                     })?;
-                    read_only = tmpfs.then_some(params);
+                    kept_params = read_only.then_some(params);
                     tree
                 }
             };
@@ -584,7 +585,7 @@ fn mount_one(
     })?;
     sys::move_mount(&tree, &target)
         .map_err(|e| step(&what, sys::errno_text(&e), refusal_fix(&e)))?;
-    if let Some(params) = read_only {
+    if let Some(params) = kept_params {
         made.read_only.keep(params, p.attrs, tree);
     }
     Ok(under)
